@@ -1,0 +1,332 @@
+//! GPT-2 as burn modules, with a TransformerLens hook point at every named activation.
+//!
+//! The forward pass can start from tokens, or at any layer from a supplied residual stream; it
+//! can reuse cached keys and values for a prefix of positions that an edit cannot change
+//! (causal attention), and it can compute logits at the last position only. Those three are
+//! what make patching sweeps cheap.
+
+use burn::module::Param;
+use burn::nn::LayerNorm;
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::{gelu_approximate, softmax};
+
+use crate::{Gpt2Config, HookPoint, Hooks, ModelError};
+
+/// Where the logits are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsAt {
+    /// Every computed position: `[batch, pos, vocab]`.
+    All,
+    /// The last position only: `[batch, 1, vocab]`. Patching metrics need nothing else, and the
+    /// unembedding is the largest matmul of a small model.
+    Last,
+}
+
+/// Keys and values of positions `0..len` at every layer, reused by a forward pass that only
+/// recomputes positions `len..`. Each tensor is `[1 or batch, len, head, d_head]`.
+#[derive(Clone, Debug)]
+pub struct Prefix {
+    /// Number of positions the prefix covers.
+    pub len: usize,
+    /// `(hook_k, hook_v)` per layer, indexed by layer; layers before the start layer may be
+    /// absent (`None`).
+    pub kv: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+}
+
+/// The token embedding, split by vocabulary rows so that no single buffer exceeds the
+/// device's largest storage binding (WebGPU guarantees only 128 MiB; GPT-2 small's is 154 MB).
+/// The same chunks serve as the tied unembedding.
+#[derive(Module, Debug)]
+pub struct SplitEmbedding {
+    /// `[rows, d_model]` blocks of consecutive vocabulary rows.
+    pub chunks: Vec<Param<Tensor<2>>>,
+}
+
+impl SplitEmbedding {
+    /// Rows of the first chunk: every chunk but the last has this many.
+    fn rows_per_chunk(&self) -> usize {
+        self.chunks[0].dims()[0]
+    }
+
+    /// Embedding rows for `ids` (flattened), `[ids.len(), d_model]`.
+    fn embed(&self, ids: &[u32], device: &Device) -> Tensor<2> {
+        let index =
+            |ids: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(ids.clone(), [ids.len()]), device);
+        if self.chunks.len() == 1 {
+            return self.chunks[0]
+                .val()
+                .select(0, index(ids.iter().map(|&i| i as i64).collect()));
+        }
+        let rows = self.rows_per_chunk();
+        // Gather each chunk's rows, then put them back in prompt order.
+        let mut pieces = Vec::new();
+        let mut order = vec![0i64; ids.len()];
+        let mut gathered = 0;
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let local: Vec<(usize, i64)> = ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| **id as usize / rows == c)
+                .map(|(i, id)| (i, (*id as usize % rows) as i64))
+                .collect();
+            if local.is_empty() {
+                continue;
+            }
+            for (k, (i, _)) in local.iter().enumerate() {
+                order[*i] = (gathered + k) as i64;
+            }
+            gathered += local.len();
+            pieces.push(
+                chunk
+                    .val()
+                    .select(0, index(local.into_iter().map(|(_, id)| id).collect())),
+            );
+        }
+        Tensor::cat(pieces, 0).select(0, index(order))
+    }
+
+    /// Logits from final residuals `[n, d_model]`: `[n, vocab]` (the unembedding is tied to wte).
+    fn unembed(&self, x: Tensor<2>) -> Tensor<2> {
+        let pieces: Vec<Tensor<2>> = self
+            .chunks
+            .iter()
+            .map(|chunk| x.clone().matmul(chunk.val().transpose()))
+            .collect();
+        Tensor::cat(pieces, 1)
+    }
+}
+
+/// Multi-head causal self-attention (`attn` in the Hub checkpoint).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Queries, keys and values in one projection, `[d_model, 3 d_model]` (Conv1D layout).
+    pub c_attn: Linear,
+    /// Output projection, `[d_model, d_model]`.
+    pub c_proj: Linear,
+    pub n_head: usize,
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        layer: usize,
+        x: Tensor<3>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor<3>, ModelError> {
+        let [batch, len, d_model] = x.dims();
+        let (n_head, d_head) = (self.n_head, d_model / self.n_head);
+        let qkv = self.c_attn.forward(x);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d_model, d_model)
+                .reshape([batch, len, n_head, d_head])
+        };
+        let q = hooks.per_head(HookPoint::Q(layer), split(0))?;
+        let k = hooks.per_head(HookPoint::K(layer), split(1))?;
+        let v = hooks.per_head(HookPoint::V(layer), split(2))?;
+        let (k, v, offset) = match past {
+            Some((pk, pv)) => {
+                let plen = pk.dims()[1];
+                let shape = [batch, plen, n_head, d_head];
+                (
+                    Tensor::cat(vec![pk.clone().expand(shape), k], 1),
+                    Tensor::cat(vec![pv.clone().expand(shape), v], 1),
+                    plen,
+                )
+            }
+            None => (k, v, 0),
+        };
+        let total = offset + len;
+        let scores = q
+            .swap_dims(1, 2)
+            .matmul(k.permute([0, 2, 3, 1]))
+            .div_scalar((d_head as f32).sqrt());
+        // Query row i sits at position offset + i and sees keys 0..=offset + i.
+        let future: Vec<bool> = (0..len)
+            .flat_map(|i| (0..total).map(move |j| j > offset + i))
+            .collect();
+        let future = Tensor::<2, Bool>::from_data(TensorData::new(future, [len, total]), &scores.device())
+            .reshape([1, 1, len, total])
+            .expand([batch, n_head, len, total]);
+        let pattern = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
+        let pattern = hooks.per_head(HookPoint::Pattern(layer), pattern)?;
+        let z = pattern.matmul(v.swap_dims(1, 2)).swap_dims(1, 2);
+        let z = hooks.per_head(HookPoint::Z(layer), z)?;
+        Ok(self.c_proj.forward(z.reshape([batch, len, d_model])))
+    }
+}
+
+/// The feed-forward block (`mlp`): GELU (tanh approximation) between two projections.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, layer: usize, x: Tensor<3>, hooks: &mut Hooks) -> Result<Tensor<3>, ModelError> {
+        let hidden = gelu_approximate(self.c_fc.forward(x));
+        let hidden = hooks.stream(HookPoint::MlpPost(layer), hidden)?;
+        Ok(self.c_proj.forward(hidden))
+    }
+}
+
+/// One transformer block (`h.{l}`): pre-LayerNorm attention, then pre-LayerNorm MLP.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        layer: usize,
+        resid_pre: Tensor<3>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor<3>, ModelError> {
+        let attn_out = self
+            .attn
+            .forward(layer, self.ln_1.forward(resid_pre.clone()), past, hooks)?;
+        let attn_out = hooks.stream(HookPoint::AttnOut(layer), attn_out)?;
+        let resid_mid = hooks.stream(HookPoint::ResidMid(layer), resid_pre + attn_out)?;
+        let mlp_out = self
+            .mlp
+            .forward(layer, self.ln_2.forward(resid_mid.clone()), hooks)?;
+        let mlp_out = hooks.stream(HookPoint::MlpOut(layer), mlp_out)?;
+        hooks.stream(HookPoint::ResidPost(layer), resid_mid + mlp_out)
+    }
+}
+
+/// GPT-2 with a tied unembedding.
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embedding (`wte`), split by vocabulary rows; also the unembedding.
+    pub wte: SplitEmbedding,
+    /// Positional embedding (`wpe`), `[n_positions, d_model]`.
+    pub wpe: Param<Tensor<2>>,
+    pub blocks: Vec<Block>,
+    pub ln_f: LayerNorm,
+    #[module(skip)]
+    pub config: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// Checks a batch of token sequences against the model: non-empty, equal lengths, within
+    /// the context and the vocabulary.
+    pub fn check_tokens(&self, tokens: &[Vec<u32>]) -> Result<usize, ModelError> {
+        let len = tokens.first().map(Vec::len).unwrap_or(0);
+        if len == 0 {
+            return Err(ModelError::EmptyPrompt);
+        }
+        if tokens.iter().any(|t| t.len() != len) {
+            return Err(ModelError::RaggedBatch(tokens.iter().map(Vec::len).collect()));
+        }
+        if len > self.config.n_positions {
+            return Err(ModelError::ContextOverflow {
+                tokens: len,
+                n_ctx: self.config.n_positions,
+            });
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::TokenOutOfRange { id, vocab });
+        }
+        Ok(len)
+    }
+
+    /// The final LayerNorm before its gain and bias, which is what TransformerLens records at
+    /// `ln_final.hook_normalized`: `(x - mean) / sqrt(var + eps)`.
+    fn normalize(&self, x: Tensor<3>) -> Tensor<3> {
+        let centered = x.clone() - x.mean_dim(2);
+        let scale = (centered.clone().square().mean_dim(2) + self.config.layer_norm_epsilon).sqrt();
+        centered / scale
+    }
+
+    /// A forward pass from tokens: `tokens` is a batch of equal-length sequences.
+    pub fn forward(
+        &self,
+        tokens: &[Vec<u32>],
+        hooks: &mut Hooks,
+        logits_at: LogitsAt,
+    ) -> Result<Tensor<3>, ModelError> {
+        let resid = self.embed(tokens, hooks)?;
+        self.forward_from(0, resid, None, hooks, logits_at)
+    }
+
+    /// `blocks.0.hook_resid_pre` for a batch of tokens: token plus positional embedding.
+    pub fn embed(&self, tokens: &[Vec<u32>], hooks: &mut Hooks) -> Result<Tensor<3>, ModelError> {
+        let len = self.check_tokens(tokens)?;
+        let batch = tokens.len();
+        let d_model = self.config.n_embd;
+        let device = self.wpe.val().device();
+        let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let embed = self.wte.embed(&flat, &device).reshape([batch, len, d_model]);
+        let embed = hooks.stream(HookPoint::Embed, embed)?;
+        let pos = self
+            .wpe
+            .val()
+            .narrow(0, 0, len)
+            .unsqueeze::<3>()
+            .expand([batch, len, d_model]);
+        let pos = hooks.stream(HookPoint::PosEmbed, pos)?;
+        Ok(embed + pos)
+    }
+
+    /// A forward pass that starts at `blocks.{layer}.hook_resid_pre` with the given residual
+    /// stream `[batch, pos, d_model]`.
+    ///
+    /// With a `prefix`, `resid` holds positions `prefix.len..` only and the prefix's cached keys
+    /// and values stand in for the earlier positions; hooks then see only the recomputed
+    /// positions, and interventions may only edit those.
+    pub fn forward_from(
+        &self,
+        layer: usize,
+        resid: Tensor<3>,
+        prefix: Option<&Prefix>,
+        hooks: &mut Hooks,
+        logits_at: LogitsAt,
+    ) -> Result<Tensor<3>, ModelError> {
+        let n_layer = self.config.n_layer;
+        if layer >= n_layer {
+            return Err(ModelError::LayerOutOfRange { layer, n_layer });
+        }
+        let offset = prefix.map_or(0, |p| p.len);
+        let [batch, len, d_model] = resid.dims();
+        if offset + len > self.config.n_positions {
+            return Err(ModelError::ContextOverflow {
+                tokens: offset + len,
+                n_ctx: self.config.n_positions,
+            });
+        }
+        hooks.set_offset(offset);
+        let mut resid = resid;
+        for (l, block) in self.blocks.iter().enumerate().skip(layer) {
+            let past = match prefix {
+                Some(p) => Some(p.kv.get(l).and_then(Option::as_ref).ok_or_else(|| {
+                    ModelError::Backend(format!("prefix has no keys and values for layer {l}"))
+                })?),
+                None => None,
+            };
+            resid = hooks.stream(HookPoint::ResidPre(l), resid)?;
+            resid = block.forward(l, resid, past, hooks)?;
+        }
+        if logits_at == LogitsAt::Last {
+            resid = resid.narrow(1, len - 1, 1);
+        }
+        let rows = resid.dims()[1];
+        let normalized = hooks.stream(HookPoint::LnFinal, self.normalize(resid))?;
+        let gamma = self.ln_f.gamma.val().unsqueeze::<3>();
+        let final_resid = match &self.ln_f.beta {
+            Some(beta) => normalized * gamma + beta.val().unsqueeze::<3>(),
+            None => normalized * gamma,
+        };
+        let logits = self.wte.unembed(final_resid.reshape([batch * rows, d_model]));
+        Ok(logits.reshape([batch, rows, self.config.vocab_size]))
+    }
+}
