@@ -1,0 +1,59 @@
+//! `patchbay`: Patchbay's experiments from the command line.
+//!
+//! Every failure is printed as one clear line on stderr with exit status 1; nothing panics on
+//! bad input.
+
+mod logits;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use patchbay_model::backend::{self, Backend};
+
+#[derive(Parser)]
+#[command(name = "patchbay", version, about = "Activation patching on GPT-2, natively.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Next-token logits of a prompt at its last position.
+    Logits(logits::LogitsArgs),
+    /// Times forward passes (a benchmark, not a test): prints JSON with per-pass milliseconds.
+    BenchForward(logits::BenchArgs),
+}
+
+/// Where the model runs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BackendChoice {
+    /// burn's pure-Rust CPU backend (flex).
+    Cpu,
+    /// burn's wgpu backend (Vulkan, Metal or DX12).
+    Wgpu,
+}
+
+impl BackendChoice {
+    pub fn create(self) -> Result<Backend, String> {
+        match self {
+            BackendChoice::Cpu => Ok(backend::cpu()),
+            BackendChoice::Wgpu => pollster::block_on(backend::gpu(None)).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Logits(args) => logits::run(args),
+        Command::BenchForward(args) => logits::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
