@@ -102,6 +102,22 @@ impl Gpt2Config {
         Ok(())
     }
 
+    /// This shape as a Hub `config.json`.
+    pub fn to_hub_json(&self) -> String {
+        serde_json::json!({
+            "model_type": "gpt2",
+            "n_layer": self.n_layer,
+            "n_head": self.n_head,
+            "n_embd": self.n_embd,
+            "n_positions": self.n_positions,
+            "vocab_size": self.vocab_size,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "n_inner": self.n_inner,
+            "activation_function": self.activation_function,
+        })
+        .to_string()
+    }
+
     /// Width of each attention head.
     pub fn d_head(&self) -> usize {
         self.n_embd / self.n_head
@@ -126,6 +142,7 @@ mod tests {
         let config = Gpt2Config::from_json(text).unwrap();
         assert_eq!(config, Gpt2Config::new(12, 12, 768, 1024));
         assert_eq!((config.d_head(), config.d_mlp()), (64, 3072));
+        assert_eq!(Gpt2Config::from_json(&config.to_hub_json()).unwrap(), config);
     }
 
     #[test]

@@ -24,9 +24,9 @@ pub use error::ModelError;
 pub use gpt2::{Attention, Block, Gpt2, LogitsAt, Mlp, Prefix, SplitEmbedding};
 pub use hook::{HookLayout, HookPoint};
 pub use intervention::{EditOp, Hooks, Intervention, Selection};
-pub use loader::load_gpt2;
 #[cfg(not(target_family = "wasm"))]
 pub use loader::load_gpt2_dir;
+pub use loader::{infer_config, load_gpt2};
 pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
 
 /// burn, re-exported so that dependents use the same version and features.

@@ -78,6 +78,29 @@ pub fn load_gpt2(
     })
 }
 
+/// GPT-2's shape read from a checkpoint's tensors, for a `model.safetensors` that came without
+/// its `config.json`. Heads are taken to be 64 wide, as in every OpenAI GPT-2.
+pub fn infer_config(safetensors: &[u8]) -> Result<Gpt2Config, ModelError> {
+    let file = Checkpoint::parse(safetensors)?;
+    let wte = file.shape("wte.weight")?;
+    let wpe = file.shape("wpe.weight")?;
+    let n_layer = (0..)
+        .take_while(|l| file.shape(&format!("h.{l}.ln_1.weight")).is_ok())
+        .count();
+    let d = wte[1];
+    if n_layer == 0 || d % 64 != 0 {
+        return Err(ModelError::Config(format!(
+            "cannot tell this checkpoint's shape without config.json ({n_layer} layers, width {d})"
+        )));
+    }
+    let d_mlp = file.shape("h.0.mlp.c_fc.weight")?[1];
+    let config = Gpt2Config::new(n_layer, d / 64, d, wpe[0])
+        .with_vocab_size(wte[0])
+        .with_n_inner((d_mlp != 4 * d).then_some(d_mlp));
+    config.validate()?;
+    Ok(config)
+}
+
 /// Reads `config.json` and `model.safetensors` from a Hub-layout folder.
 #[cfg(not(target_family = "wasm"))]
 pub fn load_gpt2_dir(
@@ -115,6 +138,16 @@ impl<'a> Checkpoint<'a> {
             ""
         };
         Ok(Checkpoint { file, prefix })
+    }
+
+    /// The shape of tensor `name` (un-prefixed Hub key).
+    fn shape(&self, name: &str) -> Result<Vec<usize>, ModelError> {
+        let key = format!("{}{name}", self.prefix);
+        let view = self
+            .file
+            .tensor(&key)
+            .map_err(|_| ModelError::MissingTensor(name.to_string()))?;
+        Ok(view.shape().to_vec())
     }
 
     /// The tensor `name` (un-prefixed Hub key) on `device`, checked against the expected shape.

@@ -1,0 +1,17 @@
+//! Patchbay's wasm-bindgen layer: the page's Web Worker calls these to pick a backend, load a
+//! checkpoint from bytes and run GPT-2. Downloading, progress and Cache Storage live in the
+//! worker's JavaScript (`web/worker.js`); everything numerical lives in `patchbay-model`.
+
+mod device;
+mod session;
+
+pub use device::init_backend;
+pub use session::{Session, infer_hub_config};
+
+use wasm_bindgen::prelude::*;
+
+/// Turns Rust panics into console errors with a message instead of `unreachable`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}

@@ -1,0 +1,154 @@
+//! A loaded model and tokenizer, and what the page asks of them: tokens and next-token
+//! predictions.
+
+use patchbay_model::logits::top_k;
+use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::device;
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[derive(Serialize)]
+struct Token {
+    id: u32,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct Prediction {
+    id: u32,
+    text: String,
+    prob: f32,
+}
+
+#[derive(Serialize)]
+struct NextTokens {
+    tokens: Vec<Token>,
+    top: Vec<Prediction>,
+    /// Logits at the last position, for checks against the reference.
+    logits: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct ModelInfo {
+    n_layer: usize,
+    n_head: usize,
+    n_embd: usize,
+    n_positions: usize,
+    vocab_size: usize,
+    embedding_blocks: usize,
+}
+
+/// A Hub `config.json` for a `model.safetensors` that came without one, read from its tensor
+/// shapes.
+#[wasm_bindgen(js_name = inferConfig)]
+pub fn infer_hub_config(weights: &[u8]) -> Result<String, JsError> {
+    Ok(infer_config(weights).map_err(js_err)?.to_hub_json())
+}
+
+/// A model loaded on the worker's backend.
+#[wasm_bindgen]
+pub struct Session {
+    model: Gpt2,
+    tokenizer: Gpt2Tokenizer,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Loads a Hub-layout checkpoint. The tokenizer is `tokenizer.json`, or `vocab.json` plus
+    /// `merges.txt` when no `tokenizer.json` is given.
+    pub fn load(
+        config_json: &str,
+        weights: &[u8],
+        tokenizer_json: Option<Vec<u8>>,
+        vocab_json: Option<String>,
+        merges_txt: Option<String>,
+    ) -> Result<Session, JsError> {
+        let backend =
+            device::current().ok_or_else(|| js_err("initBackend must run before loading a model"))?;
+        let tokenizer = match (tokenizer_json, vocab_json, merges_txt) {
+            (Some(json), _, _) => Gpt2Tokenizer::from_json(&json),
+            (None, Some(vocab), Some(merges)) => Gpt2Tokenizer::from_vocab_merges(&vocab, &merges),
+            _ => {
+                return Err(js_err(
+                    "no tokenizer: give tokenizer.json, or vocab.json and merges.txt",
+                ));
+            }
+        }
+        .map_err(js_err)?;
+        let model =
+            load_gpt2(config_json, weights, &backend.device, backend.max_binding_bytes).map_err(js_err)?;
+        if tokenizer.vocab_size() > model.config.vocab_size {
+            return Err(js_err(format!(
+                "the tokenizer has {} tokens but the model only {}",
+                tokenizer.vocab_size(),
+                model.config.vocab_size
+            )));
+        }
+        Ok(Session { model, tokenizer })
+    }
+
+    /// The model's shape.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        let c = &self.model.config;
+        serde_wasm_bindgen::to_value(&ModelInfo {
+            n_layer: c.n_layer,
+            n_head: c.n_head,
+            n_embd: c.n_embd,
+            n_positions: c.n_positions,
+            vocab_size: c.vocab_size,
+            embedding_blocks: self.model.wte.chunks.len(),
+        })
+        .map_err(js_err)
+    }
+
+    /// The tokens of `text`, each with a readable form.
+    pub fn tokenize(&self, text: &str, prepend_bos: bool) -> Result<JsValue, JsError> {
+        let ids = self.tokenizer.encode(text, prepend_bos).map_err(js_err)?;
+        serde_wasm_bindgen::to_value(&self.tokens(&ids)).map_err(js_err)
+    }
+
+    /// The `k` most likely next tokens after `text`, with its tokens and last-position logits.
+    #[wasm_bindgen(js_name = nextTokens)]
+    pub async fn next_tokens(&self, text: String, prepend_bos: bool, k: usize) -> Result<JsValue, JsError> {
+        let ids = self.tokenizer.encode(&text, prepend_bos).map_err(js_err)?;
+        let logits = self
+            .model
+            .forward(&[ids.clone()], &mut Hooks::none(), LogitsAt::Last)
+            .map_err(js_err)?;
+        let logits: Vec<f32> = logits
+            .into_data_async()
+            .await
+            .map_err(|e| js_err(format!("{e:?}")))?
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| js_err(format!("{e:?}")))?;
+        let top = top_k(&logits, k)
+            .into_iter()
+            .map(|(id, prob)| Prediction {
+                id,
+                text: self.tokenizer.display(id),
+                prob,
+            })
+            .collect();
+        let result = NextTokens {
+            tokens: self.tokens(&ids),
+            top,
+            logits,
+        };
+        serde_wasm_bindgen::to_value(&result).map_err(js_err)
+    }
+
+    fn tokens(&self, ids: &[u32]) -> Vec<Token> {
+        ids.iter()
+            .map(|&id| Token {
+                id,
+                text: self.tokenizer.display(id),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the page into dist/: index.html, web/, the wasm bundle in pkg/, and the models that
+# ship with the app. Prints the bundle's size, raw and gzipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -p patchbay-web --target wasm32-unknown-unknown --profile wasm
+input=target/wasm32-unknown-unknown/wasm/patchbay_web.wasm
+pkg=target/web-pkg
+wasm=$pkg/patchbay_web_bg.wasm
+# wasm-bindgen and wasm-opt take minutes: redo them only when the wasm changed.
+stamp=$(sha256sum "$input" | cut -d' ' -f1)
+if [ "$(cat "$pkg/stamp" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$pkg" "$input"
+  # Shrink the bundle (binaryen from npm), with the WebAssembly features browsers support.
+  node_modules/.bin/wasm-opt -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$wasm" -o "$wasm.opt"
+  mv "$wasm.opt" "$wasm"
+  echo "$stamp" > "$pkg/stamp"
+fi
+
+rm -rf dist
+mkdir -p dist/models
+cp -r "$pkg" dist/pkg
+rm dist/pkg/stamp
+cp index.html dist/
+cp -r web dist/web
+# The model the page opens on, and GPT-2's tokenizer for checkpoints that come without one.
+cp -r tests/fixtures/models/tiny dist/models/fixture
+cp tests/fixtures/models/tiny/tokenizer.json dist/models/gpt2-tokenizer.json
+
+raw=$(stat -c %s dist/pkg/patchbay_web_bg.wasm)
+gz=$(gzip -9 -c dist/pkg/patchbay_web_bg.wasm | wc -c)
+echo "wasm bundle: $raw bytes raw, $gz bytes gzipped"

@@ -1,0 +1,196 @@
+// The Web Worker that owns the model: it picks the backend, downloads checkpoints (with
+// progress, and Cache Storage for remote files), and runs the wasm. The page talks to it
+// through web/worker-client.js, so the UI never freezes.
+
+import init, { initBackend, inferConfig, Session } from '../pkg/patchbay_web.js';
+
+const CACHE_NAME = 'patchbay-models-v1';
+let session = null;
+
+const ready = init();
+
+/** Posts download progress to the page, at most every 100 ms. */
+let lastProgress = 0;
+function progress(what, loaded, total, done = false) {
+  const now = performance.now();
+  if (done || now - lastProgress > 100) {
+    lastProgress = now;
+    self.postMessage({ progress: { what, loaded, total, done } });
+  }
+}
+
+function sameOrigin(url) {
+  return new URL(url, self.location.href).origin === self.location.origin;
+}
+
+/** A network error message that says what likely happened. */
+function unreachable(url, error) {
+  const host = new URL(url, self.location.href).host;
+  return new Error(
+    `Could not download ${url}: the network failed, or ${host} does not allow this page to read it (CORS). ` +
+      `Browser said: ${error.message}`,
+  );
+}
+
+async function fetchResponse(url, init = {}) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (error) {
+    throw unreachable(url, error);
+  }
+  if (!response.ok) {
+    const hint = response.status === 404 ? ' (no such file at that address)' : '';
+    throw new Error(`${url} answered ${response.status} ${response.statusText}${hint}`);
+  }
+  return response;
+}
+
+/**
+ * The bytes at `url`, with progress. Remote files go through Cache Storage: a second visit reads
+ * them from there instead of downloading again.
+ */
+async function fetchBytes(url, what) {
+  const cache = sameOrigin(url) ? null : await caches.open(CACHE_NAME).catch(() => null);
+  let response = cache ? await cache.match(url) : undefined;
+  const fromCache = Boolean(response);
+  if (!response) response = await fetchResponse(url);
+  const total = Number(response.headers.get('content-length')) || 0;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    progress(what, loaded, total);
+  }
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  progress(what, loaded, total, true);
+  if (cache && !fromCache) {
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(loaded) };
+    // A full disk or a private window may refuse to cache; the model still loads.
+    await cache.put(url, new Response(bytes, { headers })).catch(() => {});
+  }
+  return { bytes, fromCache };
+}
+
+async function fetchOptional(url, what) {
+  try {
+    return (await fetchBytes(url, what)).bytes;
+  } catch {
+    return null;
+  }
+}
+
+const decoder = new TextDecoder();
+
+/** Size and cache state of a remote file, before downloading it. */
+async function probe({ url, knownSize }) {
+  const cache = await caches.open(CACHE_NAME).catch(() => null);
+  const cached = cache ? await cache.match(url) : undefined;
+  if (cached) return { size: Number(cached.headers.get('content-length')) || knownSize, cached: true };
+  try {
+    const head = await fetchResponse(url, { method: 'HEAD' });
+    const size = Number(head.headers.get('x-linked-size') || head.headers.get('content-length'));
+    return { size: size || knownSize, cached: false, exact: Boolean(size) };
+  } catch (error) {
+    return { size: knownSize, cached: false, exact: false, warning: error.message };
+  }
+}
+
+/** Loads a Hub-layout folder at `base` (ending in /); `weights` overrides model.safetensors. */
+async function loadFolder(base, weightsUrl = base + 'model.safetensors') {
+  const config = decoder.decode((await fetchBytes(base + 'config.json', 'config.json')).bytes);
+  const tokenizer = await fetchOptional(base + 'tokenizer.json', 'tokenizer.json');
+  let vocab = null;
+  let merges = null;
+  if (!tokenizer) {
+    vocab = decoder.decode((await fetchBytes(base + 'vocab.json', 'vocab.json')).bytes);
+    merges = decoder.decode((await fetchBytes(base + 'merges.txt', 'merges.txt')).bytes);
+  }
+  const weights = await fetchBytes(weightsUrl, 'model.safetensors');
+  return open(config, weights.bytes, tokenizer, vocab, merges, weights.fromCache ? 'from the browser cache' : 'downloaded');
+}
+
+/** Loads files the user picked: model.safetensors, and config.json / tokenizer files if given. */
+async function loadFiles(files) {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const weightsFile = files.find((f) => f.name.endsWith('.safetensors'));
+  if (!weightsFile) throw new Error('Pick a .safetensors file (the model weights), with config.json if you have it.');
+  const weights = new Uint8Array(await weightsFile.arrayBuffer());
+  const text = async (name) => (byName.has(name) ? await byName.get(name).text() : null);
+  let config = await text('config.json');
+  let note = '';
+  if (config === null) {
+    config = inferConfig(weights);
+    note = ' (no config.json: shape read from the weights, 64-dimensional heads assumed as in every GPT-2)';
+  }
+  let tokenizer = byName.has('tokenizer.json') ? new Uint8Array(await byName.get('tokenizer.json').arrayBuffer()) : null;
+  const vocab = await text('vocab.json');
+  const merges = await text('merges.txt');
+  if (!tokenizer && !(vocab && merges)) {
+    // GPT-2's own tokenizer ships with the app.
+    tokenizer = (await fetchBytes(new URL('../models/gpt2-tokenizer.json', import.meta.url).href, 'tokenizer.json')).bytes;
+    note += '; GPT-2 tokenizer from the app';
+  }
+  return open(config, weights, tokenizer, vocab, merges, `from ${weightsFile.name}${note}`);
+}
+
+function open(config, weights, tokenizer, vocab, merges, origin) {
+  session?.free();
+  session = null;
+  session = Session.load(config, weights, tokenizer, vocab, merges);
+  return { info: session.info(), origin };
+}
+
+function requireSession() {
+  if (!session) throw new Error('No model is loaded yet.');
+  return session;
+}
+
+const commands = {
+  async init({ useGpu, bindingCap }) {
+    let adapter = null;
+    if (useGpu && self.navigator.gpu) {
+      try {
+        adapter = await self.navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+      } catch {
+        adapter = null;
+      }
+    }
+    const info = await initBackend(Boolean(adapter), bindingCap ?? undefined);
+    // wgpu does not see the browser adapter's name; GPUAdapterInfo has it.
+    const about = adapter?.info;
+    if (info.kind === 'wgpu' && about) {
+      const name = [about.vendor, about.architecture, about.description].filter(Boolean).join(' ');
+      if (name) info.description = `WebGPU on ${name}${adapter.info.isFallbackAdapter ? ' (a software adapter)' : ''}`;
+    }
+    return info;
+  },
+  probe,
+  async load({ source }) {
+    if (source.kind === 'folder') return loadFolder(source.base, source.weights);
+    if (source.kind === 'files') return loadFiles(source.files);
+    throw new Error(`unknown source ${source.kind}`);
+  },
+  tokenize: ({ text, bos }) => requireSession().tokenize(text, bos),
+  predict: ({ text, bos, k }) => requireSession().nextTokens(text, bos, k),
+};
+
+self.onmessage = async ({ data }) => {
+  const { id, cmd, args } = data;
+  try {
+    await ready;
+    const result = await commands[cmd](args ?? {});
+    self.postMessage({ id, ok: true, result });
+  } catch (error) {
+    self.postMessage({ id, ok: false, error: error?.message ?? String(error) });
+  }
+};
