@@ -29,7 +29,9 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from safetensors.torch import save_file
 from transformers import GPT2LMHeadModel, GPT2TokenizerFast
@@ -286,6 +288,21 @@ def forward_reference(name, model_dir, tok):
     (ref / f"{name}-forward.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
 
 
+def patching_reference(name, model_dir, tok):
+    """Reference patching grids (see patching_reference.py) for one model."""
+    import patching_reference
+
+    hf = load_hf(model_dir)
+    tl = load_tl(hf)
+    tensors = {}
+    cases = patching_reference.build(tl, tok, tensors, hf.config.n_layer)
+    ref = FIXTURES / "reference"
+    save_file(tensors, str(ref / f"{name}-patching.safetensors"), metadata={"format": "pt"})
+    meta = {"model": name, "generated_by": "tests/reference/make_fixtures.py", "versions": versions(), "cases": cases}
+    (ref / f"{name}-patching.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    print(f"{name}: {len(cases)} patching reference cases")
+
+
 def versions():
     import transformer_lens
     import transformers
@@ -312,6 +329,8 @@ def main():
         out = FIXTURES / "models" / name
         write_checkpoint(out, spec, vocab, merge_lines, tok)
         forward_reference(name, out, tok)
+        if name == "tiny":
+            patching_reference(name, out, tok)
 
     if args.bench_out:
         spec = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=12, prefix="", tokenizer="json")

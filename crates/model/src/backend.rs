@@ -5,6 +5,7 @@
 
 use burn::prelude::*;
 
+#[cfg(any(feature = "wgpu", feature = "webgpu"))]
 use crate::ModelError;
 
 /// A device and what the page or CLI should say about it.

@@ -259,14 +259,23 @@ impl Gpt2 {
         self.forward_from(0, resid, None, hooks, logits_at)
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.wpe.val().device()
+    }
+
+    /// Token embeddings (`wte` rows) of `ids`: `[ids.len(), d_model]`.
+    pub fn embed_tokens(&self, ids: &[u32]) -> Tensor<2> {
+        self.wte.embed(ids, &self.device())
+    }
+
     /// `blocks.0.hook_resid_pre` for a batch of tokens: token plus positional embedding.
     pub fn embed(&self, tokens: &[Vec<u32>], hooks: &mut Hooks) -> Result<Tensor<3>, ModelError> {
         let len = self.check_tokens(tokens)?;
         let batch = tokens.len();
         let d_model = self.config.n_embd;
-        let device = self.wpe.val().device();
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
-        let embed = self.wte.embed(&flat, &device).reshape([batch, len, d_model]);
+        let embed = self.embed_tokens(&flat).reshape([batch, len, d_model]);
         let embed = hooks.stream(HookPoint::Embed, embed)?;
         let pos = self
             .wpe

@@ -1,0 +1,485 @@
+//! Running an experiment spec end to end: check every input, build the clean and corrupted
+//! runs of each prompt, sweep the target (and, when asked, the single-layer contrast of a
+//! window and attribution patching), and aggregate over prompts.
+
+use std::future::Future;
+
+use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, ModelError};
+
+use crate::corruption::{embedding_std, gaussian_noise, noise_tensor, str_pair};
+use crate::path::{self, PathSweep};
+use crate::run::Corrupted;
+use crate::{
+    AttributionContrast, Budget, Component, Corruption, Detection, ExperimentSpec, Grid, MetricKind,
+    NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results, RunSummary, Strategy,
+    Sweep, WindowContrast, compare, window,
+};
+
+/// How an experiment runs (not part of the spec: it changes speed, never results).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub budget: Budget,
+    pub strategy: Option<Strategy>,
+    /// Replay these GN noise values (`[samples, positions, d_model]`, for the first prompt)
+    /// instead of drawing them: how tests share noise with the reference.
+    pub noise: Option<Vec<f32>>,
+}
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    /// What is running: `"prompt 2/4"`, `"attribution"`, ...
+    pub stage: String,
+}
+
+/// Told of progress between batches; answers whether to go on.
+pub trait Observer {
+    fn progress(&mut self, progress: &Progress) -> impl Future<Output = bool>;
+}
+
+impl<F: FnMut(&Progress) -> bool> Observer for F {
+    async fn progress(&mut self, progress: &Progress) -> bool {
+        self(progress)
+    }
+}
+
+/// One prompt, checked and tokenized.
+struct Prepared {
+    clean: Vec<u32>,
+    corrupted: Option<Vec<u32>>,
+    corrupted_positions: Vec<usize>,
+    answer: u32,
+    counter: Option<u32>,
+}
+
+fn answer_token(
+    tokenizer: &Gpt2Tokenizer,
+    text: &str,
+    prompt: usize,
+    which: &'static str,
+) -> Result<u32, PatchingError> {
+    tokenizer
+        .single_token(text)
+        .map_err(|e| PatchingError::NotOneToken {
+            prompt,
+            which,
+            text: text.to_string(),
+            reason: match e {
+                ModelError::Tokenizer(reason) => reason,
+                other => other.to_string(),
+            },
+        })
+}
+
+/// Checks every input of a spec against the model and tokenizes its prompts.
+fn prepare(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+) -> Result<Vec<Prepared>, PatchingError> {
+    if spec.prompts.is_empty() {
+        return Err(PatchingError::NoPrompts);
+    }
+    let config = &model.config;
+    let mut prepared = Vec::new();
+    for (i, pair) in spec.prompts.iter().enumerate() {
+        if pair.clean.is_empty() {
+            return Err(ModelError::EmptyPrompt.into());
+        }
+        let (clean, corrupted, corrupted_positions) = match &spec.corruption {
+            Corruption::Str => {
+                let text = pair.corrupted.as_deref().ok_or_else(|| {
+                    PatchingError::Spec(format!("prompt {i} has no `corrupted` prompt, which STR needs"))
+                })?;
+                let p = str_pair(tokenizer, &pair.clean, text, spec.prepend_bos, i)?;
+                (p.clean, Some(p.corrupted), p.differing)
+            }
+            Corruption::Gn(gn) => {
+                let clean = tokenizer.encode(&pair.clean, spec.prepend_bos)?;
+                if gn.positions.is_empty() {
+                    return Err(PatchingError::Target(
+                        "GN needs at least one position to noise".into(),
+                    ));
+                }
+                if let Some(&p) = gn.positions.iter().find(|&&p| p >= clean.len()) {
+                    return Err(ModelError::PositionOutOfRange {
+                        pos: p,
+                        len: clean.len(),
+                    }
+                    .into());
+                }
+                if gn.samples == 0 {
+                    return Err(PatchingError::Target("GN needs at least one noise sample".into()));
+                }
+                (clean, None, gn.positions.clone())
+            }
+        };
+        if clean.len() > config.n_positions {
+            return Err(ModelError::ContextOverflow {
+                tokens: clean.len(),
+                n_ctx: config.n_positions,
+            }
+            .into());
+        }
+        let answer = answer_token(tokenizer, &pair.answer, i, "answer")?;
+        let counter = pair
+            .counter_answer
+            .as_deref()
+            .map(|t| answer_token(tokenizer, t, i, "counter-answer"))
+            .transpose()?;
+        if spec.metric.kind == MetricKind::LogitDiff {
+            match counter {
+                None => {
+                    return Err(PatchingError::MissingCounterAnswer {
+                        prompt: i,
+                        metric: "logit difference",
+                    });
+                }
+                Some(c) if c == answer => {
+                    return Err(PatchingError::SameAnswers {
+                        prompt: i,
+                        text: pair.answer.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if let Some(first) = prepared.first().map(|p: &Prepared| p.clean.len())
+            && first != clean.len()
+        {
+            return Err(PatchingError::RaggedDataset {
+                first,
+                prompt: i,
+                len: clean.len(),
+            });
+        }
+        prepared.push(Prepared {
+            clean,
+            corrupted,
+            corrupted_positions,
+            answer,
+            counter,
+        });
+    }
+    spec.target.check(config, prepared[0].clean.len())?;
+    if let Some(w) = spec.window {
+        window::check(w.size, config.n_layer)?;
+    }
+    Ok(prepared)
+}
+
+fn summary(kind: MetricKind, readings: &[Reading]) -> RunSummary {
+    let n = readings.len() as f64;
+    let mean = |f: &dyn Fn(&Reading) -> f64| readings.iter().map(f).sum::<f64>() / n;
+    RunSummary {
+        metric: mean(&|r| kind.raw(r)),
+        prob_answer: mean(&|r| (r.logprob_r as f64).exp()),
+        prob_counter: mean(&|r| r.prob_rp as f64),
+        logit_diff: mean(&|r| r.logit_r as f64 - r.logit_rp as f64),
+    }
+}
+
+/// Runs `spec` on `model`, telling `observer` of progress between batches.
+pub async fn run_experiment(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+    options: &RunOptions,
+    observer: &mut impl Observer,
+) -> Result<Results, PatchingError> {
+    let prepared = prepare(model, tokenizer, spec)?;
+    let config = &model.config;
+    let (n_layer, n_head) = (config.n_layer, config.n_head);
+    let kind = spec.metric.kind;
+    let labels: Vec<String> = prepared[0]
+        .clean
+        .iter()
+        .map(|&id| tokenizer.display(id))
+        .collect();
+    let len = labels.len();
+
+    // What to sweep.
+    let is_path = spec.target.component == Component::Path;
+    let receivers = spec.target.receivers.clone();
+    let plan = if is_path {
+        Plan {
+            axes: path::axes(n_layer, n_head),
+            patches: Vec::new(),
+        }
+    } else {
+        spec.target
+            .plan(n_layer, n_head, &labels, spec.window.map(|w| w.size))?
+    };
+    let single = match spec.window {
+        Some(_) => Some(spec.target.plan(n_layer, n_head, &labels, None)?),
+        None => None,
+    };
+    let mut hooks: Vec<HookPoint> = (0..n_layer)
+        .flat_map(|l| [HookPoint::ResidPre(l), HookPoint::K(l), HookPoint::V(l)])
+        .collect();
+    hooks.extend(plan.patches.iter().flat_map(|p| p.edits.iter().map(|e| e.hook)));
+    if let Some(r) = &receivers {
+        hooks.extend(path::hooks(n_layer, r));
+    }
+    hooks.sort();
+    hooks.dedup();
+
+    // GN: σ over the stated texts, or over the noised tokens of every prompt.
+    let noise_settings = match &spec.corruption {
+        Corruption::Gn(gn) => {
+            let ids: Vec<u32> = match &gn.sigma_texts {
+                Some(texts) => texts
+                    .iter()
+                    .map(|t| tokenizer.encode(t, false))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .concat(),
+                None => prepared
+                    .iter()
+                    .flat_map(|p| gn.positions.iter().map(|&i| p.clean[i]))
+                    .collect(),
+            };
+            let sigma = embedding_std(model, &ids).await?;
+            Some((gn.clone(), sigma, gn.scale * sigma))
+        }
+        Corruption::Str => None,
+    };
+
+    let cells = plan.axes.iter().map(|a| a.labels.len()).product::<usize>();
+    let per_prompt_work =
+        cells + single.as_ref().map_or(0, |s| s.patches.len()) + usize::from(spec.attribution);
+    let total = per_prompt_work * prepared.len();
+    let mut done = 0;
+
+    let mut effects = Vec::new();
+    let mut raws = Vec::new();
+    let mut singles = Vec::new();
+    let mut attributions = Vec::new();
+    let mut summaries = Vec::new();
+    for (i, prompt) in prepared.iter().enumerate() {
+        let stage = format!("prompt {}/{}", i + 1, prepared.len());
+        let corrupted = match (&prompt.corrupted, &noise_settings) {
+            (Some(tokens), _) => Corrupted::Tokens(tokens.clone()),
+            (None, Some((gn, _, nu))) => {
+                let values = match (&options.noise, i) {
+                    (Some(values), 0) => values.clone(),
+                    _ => gaussian_noise(
+                        spec.seed.wrapping_add(i as u64),
+                        gn.samples,
+                        gn.positions.len(),
+                        config.n_embd,
+                        *nu,
+                    ),
+                };
+                let noise = noise_tensor(
+                    &values,
+                    gn.samples,
+                    &gn.positions,
+                    len,
+                    config.n_embd,
+                    &model.device(),
+                );
+                Corrupted::Noise {
+                    noise,
+                    first_position: *gn.positions.iter().min().expect("checked non-empty"),
+                }
+            }
+            (None, None) => unreachable!("prepare pairs STR with tokens"),
+        };
+        let runs = PromptRuns::new(
+            model,
+            &prompt.clean,
+            corrupted,
+            prompt.answer,
+            prompt.counter,
+            &hooks,
+        )
+        .await?;
+        let effect = |rows: &[Reading]| {
+            runs.baselines
+                .effect(kind, spec.direction, spec.metric.normalized, rows)
+        };
+        let raw = |rows: &[Reading]| rows.iter().map(|r| kind.raw(r)).sum::<f64>() / rows.len() as f64;
+
+        let readings = if let Some(receivers) = &receivers {
+            let mut sweep = PathSweep::new(model, &runs, spec.direction, receivers.clone());
+            while sweep.step().await? {
+                if !observer
+                    .progress(&Progress {
+                        done: done + sweep.done(),
+                        total,
+                        stage: stage.clone(),
+                    })
+                    .await
+                {
+                    return Err(PatchingError::Cancelled);
+                }
+            }
+            done += sweep.total();
+            sweep.into_readings()?
+        } else {
+            sweep(
+                model, &runs, spec, &plan, options, observer, &mut done, total, &stage,
+            )
+            .await?
+        };
+        effects.push(readings.iter().map(|r| effect(r)).collect::<Vec<f64>>());
+        raws.push(readings.iter().map(|r| raw(r)).collect::<Vec<f64>>());
+
+        if let Some(single) = &single {
+            let readings = sweep(
+                model, &runs, spec, single, options, observer, &mut done, total, &stage,
+            )
+            .await?;
+            singles.push(readings.iter().map(|r| effect(r)).collect::<Vec<f64>>());
+        }
+        if spec.attribution {
+            attributions.push(attribute(model, &runs, spec, &plan).await?);
+            done += 1;
+            if !observer
+                .progress(&Progress {
+                    done,
+                    total,
+                    stage: "attribution".into(),
+                })
+                .await
+            {
+                return Err(PatchingError::Cancelled);
+            }
+        }
+        summaries.push(PromptSummary {
+            tokens: prompt.clean.iter().map(|&id| tokenizer.display(id)).collect(),
+            corrupted_positions: prompt.corrupted_positions.clone(),
+            answer: prompt.answer,
+            counter_answer: prompt.counter,
+            clean: summary(kind, &runs.baselines.clean),
+            corrupted: summary(kind, &runs.baselines.corrupted),
+        });
+    }
+
+    let shape = plan.shape();
+    let (mean, sd) = compare::mean_sd(&effects);
+    let (raw_mean, _) = compare::mean_sd(&raws);
+    let detected: Vec<Detection> = compare::detect(&mean, &shape, 2.0);
+    let many = prepared.len() > 1;
+    let window = match (spec.window, single) {
+        (Some(w), Some(single)) => {
+            let (single_mean, _) = compare::mean_sd(&singles);
+            let summed = window::summed_single_layer(&single_mean, n_layer, w.size);
+            let peak = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let denominator = peak(&summed);
+            Some(WindowContrast {
+                size: w.size,
+                single_layer: Grid::new(single.shape(), single_mean),
+                summed_single_layer: Grid::new(single.shape(), summed),
+                peak_ratio: (denominator > 0.0).then(|| peak(&mean) / denominator),
+            })
+        }
+        _ => None,
+    };
+    let attribution = (!attributions.is_empty()).then(|| {
+        let (grid, _) = compare::mean_sd(&attributions);
+        AttributionContrast {
+            spearman: compare::spearman(&grid, &mean),
+            grid: Grid::new(shape.clone(), grid),
+        }
+    });
+    Ok(Results {
+        spec: spec.clone(),
+        metric: kind,
+        normalized: spec.metric.normalized,
+        direction: spec.direction,
+        axes: plan.axes.clone(),
+        grid: Grid::new(shape.clone(), mean),
+        raw_grid: Grid::new(shape.clone(), raw_mean),
+        sd_grid: many.then(|| Grid::new(shape.clone(), sd)),
+        prompt_grids: if many {
+            effects.into_iter().map(|g| Grid::new(shape.clone(), g)).collect()
+        } else {
+            Vec::new()
+        },
+        clean_metric: summaries.iter().map(|s| s.clean.metric).sum::<f64>() / summaries.len() as f64,
+        corrupted_metric: summaries.iter().map(|s| s.corrupted.metric).sum::<f64>() / summaries.len() as f64,
+        prompts: summaries,
+        detected,
+        window,
+        attribution,
+        noise: noise_settings.map(|(gn, sigma, nu)| NoiseSummary {
+            sigma,
+            nu,
+            samples: gn.samples,
+        }),
+    })
+}
+
+/// Runs one plan's sweep on one prompt, reporting progress.
+#[allow(clippy::too_many_arguments)]
+async fn sweep(
+    model: &Gpt2,
+    runs: &PromptRuns,
+    spec: &ExperimentSpec,
+    plan: &Plan,
+    options: &RunOptions,
+    observer: &mut impl Observer,
+    done: &mut usize,
+    total: usize,
+    stage: &str,
+) -> Result<Vec<Vec<Reading>>, PatchingError> {
+    let strategy = options.strategy.unwrap_or(Strategy::Batched);
+    let mut sweep = Sweep::new(
+        model,
+        runs,
+        spec.direction,
+        &plan.patches,
+        options.budget,
+        strategy,
+    );
+    while sweep.step().await? {
+        let progress = Progress {
+            done: *done + sweep.done(),
+            total,
+            stage: stage.to_string(),
+        };
+        if !observer.progress(&progress).await {
+            return Err(PatchingError::Cancelled);
+        }
+    }
+    *done += sweep.total();
+    sweep.into_readings()
+}
+
+#[cfg(feature = "autodiff")]
+async fn attribute(
+    model: &Gpt2,
+    runs: &PromptRuns,
+    spec: &ExperimentSpec,
+    plan: &Plan,
+) -> Result<Vec<f64>, PatchingError> {
+    if spec.target.component == Component::Path {
+        return Err(PatchingError::Target(
+            "attribution patching is not defined for path patching".into(),
+        ));
+    }
+    crate::attribution::attribution(
+        model,
+        runs,
+        spec.direction,
+        spec.metric.kind,
+        spec.metric.normalized,
+        &plan.patches,
+    )
+    .await
+}
+
+#[cfg(not(feature = "autodiff"))]
+async fn attribute(
+    _: &Gpt2,
+    _: &PromptRuns,
+    _: &ExperimentSpec,
+    _: &Plan,
+) -> Result<Vec<f64>, PatchingError> {
+    Err(PatchingError::Target(
+        "this build has no autodiff, which attribution patching needs".into(),
+    ))
+}

@@ -1,0 +1,246 @@
+//! Path patching (Wang et al. 2023): the effect of one sender head through a chosen path only.
+//!
+//! For each sender head, the base prompt runs with every head's output frozen to its base-run
+//! value except the sender's, which takes the source run's value; MLPs recompute. To the
+//! logits, that run is measured directly. To receiver heads, their queries, keys or values are
+//! recorded in that run, and a second run of the base prompt patches in only those.
+
+use patchbay_model::burn::prelude::*;
+use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Selection};
+
+use crate::sweep::{prefix, tile};
+use crate::target::{Axis, HeadInput, Receivers};
+use crate::{Direction, PatchingError, PromptRuns, Reading};
+
+/// Axes of a path-patching grid: one cell per sender head.
+pub fn axes(n_layer: usize, n_head: usize) -> Vec<Axis> {
+    let numbered = |n: usize| (0..n).map(|i| i.to_string()).collect();
+    vec![
+        Axis {
+            name: "layer".into(),
+            labels: numbered(n_layer),
+        },
+        Axis {
+            name: "head".into(),
+            labels: numbered(n_head),
+        },
+    ]
+}
+
+/// Hooks path patching needs cached in both runs.
+pub fn hooks(n_layer: usize, receivers: &Receivers) -> Vec<HookPoint> {
+    let mut hooks: Vec<HookPoint> = (0..n_layer).map(HookPoint::Z).collect();
+    if let Receivers::Heads { heads, input, .. } = receivers {
+        hooks.extend(heads.iter().map(|[l, _]| receiver_hook(*input, *l)));
+    }
+    hooks
+}
+
+fn receiver_hook(input: HeadInput, layer: usize) -> HookPoint {
+    match input {
+        HeadInput::Q => HookPoint::Q(layer),
+        HeadInput::K => HookPoint::K(layer),
+        HeadInput::V => HookPoint::V(layer),
+    }
+}
+
+/// Path patching progress: one sender layer per step.
+pub struct PathSweep<'a> {
+    model: &'a Gpt2,
+    runs: &'a PromptRuns,
+    direction: Direction,
+    receivers: Receivers,
+    next_layer: usize,
+    readings: Vec<Vec<Reading>>,
+}
+
+impl<'a> PathSweep<'a> {
+    pub fn new(model: &'a Gpt2, runs: &'a PromptRuns, direction: Direction, receivers: Receivers) -> Self {
+        PathSweep {
+            model,
+            runs,
+            direction,
+            receivers,
+            next_layer: 0,
+            readings: Vec::new(),
+        }
+    }
+
+    /// Sender heads in all.
+    pub fn total(&self) -> usize {
+        self.model.config.n_layer * self.model.config.n_head
+    }
+
+    /// Sender heads done.
+    pub fn done(&self) -> usize {
+        self.readings.len()
+    }
+
+    /// Runs every sender head of the next layer. Returns whether layers remain.
+    pub async fn step(&mut self) -> Result<bool, PatchingError> {
+        let n_layer = self.model.config.n_layer;
+        if self.next_layer == n_layer {
+            return Ok(false);
+        }
+        let layer = self.next_layer;
+        let n_head = self.model.config.n_head;
+        let rows = self.runs.rows();
+        let readings = if self.runs.first_diff >= self.runs.len() {
+            vec![self.runs.base_readings(self.direction).to_vec(); n_head]
+        } else {
+            let logits = self.senders(layer).await?;
+            let all = self.runs.scorer.read(logits).await?;
+            all.chunks(rows).map(<[Reading]>::to_vec).collect()
+        };
+        self.readings.extend(readings);
+        self.next_layer += 1;
+        Ok(self.next_layer < n_layer)
+    }
+
+    /// Readings per sender head, `[layer, head]` in row-major order.
+    pub fn into_readings(self) -> Result<Vec<Vec<Reading>>, PatchingError> {
+        if self.readings.len() != self.total() {
+            return Err(PatchingError::Cancelled);
+        }
+        Ok(self.readings)
+    }
+
+    /// Last-position logits of the path-patched runs of every sender head at `layer`.
+    async fn senders(&self, layer: usize) -> Result<Tensor<2>, PatchingError> {
+        let (model, runs) = (self.model, self.runs);
+        let base = runs.base(self.direction);
+        let source = runs.source(self.direction);
+        let n_head = model.config.n_head;
+        let n_layer = model.config.n_layer;
+        let rows = runs.rows();
+        let len = runs.len();
+        let offset = runs.first_diff;
+        let batch = n_head * rows;
+        let values = |run: &crate::CachedRun, hook| -> Result<Activation, PatchingError> {
+            let t = run.cache.per_head(hook)?;
+            Ok(Activation::PerHead(if run.rows > 1 {
+                t.repeat_dim(0, n_head)
+            } else {
+                t
+            }))
+        };
+
+        // Freeze every head from the sender's layer on, then give each row's sender its source
+        // value; positions before `offset` are reused, not recomputed, and need neither.
+        let recomputed: Vec<usize> = (offset..len).collect();
+        let mut frozen = Vec::new();
+        for l in layer..n_layer {
+            let all = vec![Some(Selection::positions(recomputed.clone())); batch];
+            frozen.push(Intervention::new(
+                HookPoint::Z(l),
+                EditOp::Replace,
+                values(base, HookPoint::Z(l))?,
+                &all,
+            )?);
+        }
+        let sender: Vec<Option<Selection>> = (0..batch)
+            .map(|row| {
+                Some(Selection {
+                    positions: Some(recomputed.clone()),
+                    heads: Some(vec![row / rows]),
+                })
+            })
+            .collect();
+        frozen.push(Intervention::new(
+            HookPoint::Z(layer),
+            EditOp::Replace,
+            values(source, HookPoint::Z(layer))?,
+            &sender,
+        )?);
+        let resid = |l: usize| -> Result<Tensor<3>, PatchingError> {
+            let t = base
+                .cache
+                .stream(HookPoint::ResidPre(l))?
+                .narrow(1, offset, len - offset);
+            Ok(tile(t, base.rows, n_head, rows))
+        };
+
+        let Receivers::Heads {
+            heads,
+            input,
+            positions,
+        } = &self.receivers
+        else {
+            let logits = model.forward_from(
+                layer,
+                resid(layer)?,
+                prefix(model, base, layer, offset, n_head)?.as_ref(),
+                &mut Hooks::none().with_interventions(&frozen),
+                LogitsAt::Last,
+            )?;
+            return Ok(flatten(logits));
+        };
+
+        // Receivers after the sender's layer see its change; the others are unaffected.
+        let later: Vec<[usize; 2]> = heads.iter().copied().filter(|[l, _]| *l > layer).collect();
+        let unaffected = || tile(base.last_logits.clone(), base.rows, n_head, rows);
+        let Some(first) = later.iter().map(|[l, _]| *l).min() else {
+            return Ok(unaffected());
+        };
+        let hooks: Vec<HookPoint> = later.iter().map(|[l, _]| receiver_hook(*input, *l)).collect();
+        let mut step2 = patchbay_model::ActivationCache::new(hooks.iter().copied());
+        model.forward_from(
+            layer,
+            resid(layer)?,
+            prefix(model, base, layer, offset, n_head)?.as_ref(),
+            &mut Hooks::none().with_interventions(&frozen).with_cache(&mut step2),
+            LogitsAt::Last,
+        )?;
+
+        // Patch the receivers' inputs from that run into a plain run of the base prompt.
+        let receiver_positions: Option<Vec<usize>> = Some(
+            positions
+                .clone()
+                .unwrap_or_else(|| (0..len).collect())
+                .into_iter()
+                .filter(|&p| p >= offset)
+                .collect(),
+        );
+        let mut patches = Vec::new();
+        for hook in hooks.iter().copied().collect::<std::collections::BTreeSet<_>>() {
+            let layer_heads: Vec<usize> = later
+                .iter()
+                .filter(|[l, _]| receiver_hook(*input, *l) == hook)
+                .map(|[_, h]| *h)
+                .collect();
+            let recorded = step2.per_head(hook)?;
+            let full = if offset == 0 {
+                recorded
+            } else {
+                let before = base.cache.per_head(hook)?.narrow(1, 0, offset);
+                Tensor::cat(vec![tile(before, base.rows, n_head, rows), recorded], 1)
+            };
+            let selection = Some(Selection {
+                positions: receiver_positions.clone(),
+                heads: Some(layer_heads),
+            });
+            patches.push(Intervention::new(
+                hook,
+                EditOp::Replace,
+                Activation::PerHead(full),
+                &vec![selection; batch],
+            )?);
+        }
+        if receiver_positions.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(unaffected());
+        }
+        let logits = model.forward_from(
+            first,
+            resid(first)?,
+            prefix(model, base, first, offset, n_head)?.as_ref(),
+            &mut Hooks::none().with_interventions(&patches),
+            LogitsAt::Last,
+        )?;
+        Ok(flatten(logits))
+    }
+}
+
+fn flatten(logits: Tensor<3>) -> Tensor<2> {
+    let [rows, _, vocab] = logits.dims();
+    logits.reshape([rows, vocab])
+}

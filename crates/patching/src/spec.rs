@@ -1,0 +1,160 @@
+//! The experiment spec: every choice an experiment makes (model, prompts, corruption, answers,
+//! metric, direction, target, window, seed), versioned. The CLI runs it, and the page's share
+//! links carry it, so that a link reopens exactly the same experiment.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MetricKind, PatchingError, Target};
+
+/// The spec version this build writes. Older versions it can still read are converted on load.
+pub const SPEC_VERSION: u64 = 1;
+
+/// A complete, reproducible experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Always [`SPEC_VERSION`] when written by this build.
+    pub version: u64,
+    pub model: ModelSource,
+    /// Prepend `<|endoftext|>`, as TransformerLens does by default.
+    #[serde(default = "yes")]
+    pub prepend_bos: bool,
+    /// The prompt pairs: one for a single experiment, several for a dataset.
+    pub prompts: Vec<PromptPair>,
+    pub corruption: Corruption,
+    pub metric: MetricSpec,
+    #[serde(default)]
+    pub direction: Direction,
+    pub target: Target,
+    /// Patch this many adjacent layers together, centred on each layer.
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Seeds everything random (the Gaussian noise).
+    #[serde(default)]
+    pub seed: u64,
+    /// Also compute attribution patching (the gradient approximation) beside exact patching.
+    #[serde(default)]
+    pub attribution: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where the model comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSource {
+    /// A Hugging Face Hub repository id, such as `openai-community/gpt2`.
+    Hub(String),
+    /// A folder URL in the Hub layout, or the URL of a `.safetensors` file.
+    Url(String),
+    /// A local folder (CLI) or file (page).
+    Local(String),
+    /// A model that ships with the app, by name.
+    Embedded(String),
+}
+
+/// One clean prompt, its corruption and its answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptPair {
+    pub clean: String,
+    /// The corrupted prompt, for symmetric token replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupted: Option<String>,
+    /// The answer r (one token, usually with its leading space: `" Mary"`).
+    pub answer: String,
+    /// The other answer r' (one token), needed by logit difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter_answer: Option<String>,
+}
+
+/// How the corrupted run is made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Corruption {
+    /// Symmetric token replacement: each pair's `corrupted` prompt.
+    Str,
+    /// Gaussian noise on the token embeddings (ROME's causal tracing).
+    Gn(GaussianNoise),
+}
+
+/// Gaussian noise N(0, ν²) added to the token embeddings (`hook_embed`) at `positions`, with
+/// ν = `scale` × σ, σ the standard deviation of the token embeddings of `sigma_texts` (by
+/// default, of the tokens at `positions` in the experiment's prompts).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianNoise {
+    /// Token positions to noise (counting `<|endoftext|>` when it is prepended).
+    pub positions: Vec<usize>,
+    #[serde(default = "three")]
+    pub scale: f64,
+    /// Noise samples, run as one batch and averaged.
+    #[serde(default = "ten")]
+    pub samples: usize,
+    /// Texts whose token embeddings define σ; `None`: the noised tokens of the prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_texts: Option<Vec<String>>,
+}
+
+fn three() -> f64 {
+    3.0
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// The metric and whether it is normalized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSpec {
+    pub kind: MetricKind,
+    #[serde(default = "yes")]
+    pub normalized: bool,
+}
+
+/// Which run is patched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Clean activations into the corrupted run: is the component sufficient to restore?
+    #[default]
+    Denoising,
+    /// Corrupted activations into the clean run: is the component necessary?
+    Noising,
+}
+
+/// Patch `size` adjacent layers together, centred on each layer and clipped at the ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub size: usize,
+}
+
+impl ExperimentSpec {
+    /// Parses a spec from JSON: an unknown version, an unknown field or a missing one is an
+    /// error that names it.
+    pub fn from_json(text: &str) -> Result<Self, PatchingError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PatchingError::Spec(format!("not JSON: {e}")))?;
+        let version = value
+            .get("version")
+            .ok_or_else(|| PatchingError::Spec("it has no `version` field".into()))?
+            .as_u64()
+            .ok_or_else(|| PatchingError::Spec("`version` must be a whole number".into()))?;
+        if version != SPEC_VERSION {
+            return Err(PatchingError::Version {
+                found: version,
+                supported: SPEC_VERSION.to_string(),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| PatchingError::Spec(e.to_string()))
+    }
+
+    /// The spec as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("specs serialize")
+    }
+}

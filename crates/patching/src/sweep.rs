@@ -1,0 +1,330 @@
+//! Patching sweeps that waste nothing.
+//!
+//! A sweep runs every patch of a [`Plan`] on one prompt. Rather than one full forward pass per
+//! patch (TransformerLens's loop, kept here as [`Strategy::Naive`] for tests and benchmarks):
+//!
+//! - patches that start at the same layer run as one batch, each variant a row;
+//! - each batch starts at that layer from the base run's cached residual stream;
+//! - positions before the earliest position a batch edits are not recomputed: causal attention
+//!   leaves them as in the base run, whose cached keys and values stand in for them;
+//! - a patch that only touches positions before the first position where the clean and
+//!   corrupted runs differ changes nothing, and costs nothing;
+//! - logits are computed at the last position only, and only five numbers per row are read back.
+//!
+//! A sweep advances one batch per [`Sweep::step`], so callers can show progress and stop between
+//! batches; results exist only once every batch has run.
+
+use std::collections::BTreeMap;
+
+use patchbay_model::burn::prelude::*;
+use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Prefix, Selection};
+
+use crate::run::noise_intervention;
+use crate::{CachedRun, Direction, Patch, PatchingError, PromptRuns, Reading};
+
+/// Limits on one batched forward pass, which bound its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Rows (variants × noise samples) per pass; also bounds the `[rows, vocab]` logits.
+    pub max_batch: usize,
+    /// Token positions computed per pass, over all rows.
+    pub max_tokens: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_batch: 256,
+            max_tokens: 4096,
+        }
+    }
+}
+
+/// How a sweep runs its patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Batched, from the cached residual stream, reusing cached keys and values.
+    Batched,
+    /// One full forward pass per patch, as TransformerLens does.
+    Naive,
+}
+
+/// Where a batch of patches starts.
+#[derive(Clone, Debug)]
+struct Batch {
+    layer: usize,
+    offset: usize,
+    patches: Vec<usize>,
+}
+
+/// A sweep in progress over one prompt.
+pub struct Sweep<'a> {
+    model: &'a Gpt2,
+    runs: &'a PromptRuns,
+    direction: Direction,
+    patches: Vec<Patch>,
+    strategy: Strategy,
+    batches: Vec<Batch>,
+    next: usize,
+    readings: Vec<Option<Vec<Reading>>>,
+}
+
+impl<'a> Sweep<'a> {
+    /// Plans a sweep of `patches` on `runs`.
+    pub fn new(
+        model: &'a Gpt2,
+        runs: &'a PromptRuns,
+        direction: Direction,
+        patches: &[Patch],
+        budget: Budget,
+        strategy: Strategy,
+    ) -> Self {
+        let len = runs.len();
+        let rows = runs.rows();
+        let mut readings = vec![None; patches.len()];
+        let mut patches: Vec<Patch> = patches.to_vec();
+        let batches = match strategy {
+            Strategy::Naive => (0..patches.len())
+                .map(|i| Batch {
+                    layer: 0,
+                    offset: 0,
+                    patches: vec![i],
+                })
+                .collect(),
+            Strategy::Batched => {
+                // Drop the positions where the two runs agree; a patch left with none is a no-op.
+                let mut starts: Vec<(usize, usize, usize)> = Vec::new();
+                for (i, patch) in patches.iter_mut().enumerate() {
+                    match effective(patch, runs.first_diff, len) {
+                        Some((layer, offset)) => starts.push((layer, offset, i)),
+                        None => readings[i] = Some(runs.base_readings(direction).to_vec()),
+                    }
+                }
+                starts.sort();
+                let mut batches: Vec<Batch> = Vec::new();
+                for (layer, offset, i) in starts {
+                    let fits = batches.last().is_some_and(|b: &Batch| {
+                        let variants = b.patches.len() + 1;
+                        b.layer == layer
+                            && variants * rows <= budget.max_batch
+                            && variants * rows * (len - b.offset) <= budget.max_tokens
+                    });
+                    if fits {
+                        batches.last_mut().expect("checked").patches.push(i);
+                    } else {
+                        batches.push(Batch {
+                            layer,
+                            offset,
+                            patches: vec![i],
+                        });
+                    }
+                }
+                batches
+            }
+        };
+        Sweep {
+            model,
+            runs,
+            direction,
+            patches,
+            strategy,
+            batches,
+            next: 0,
+            readings,
+        }
+    }
+
+    /// Number of patches.
+    pub fn total(&self) -> usize {
+        self.patches.len()
+    }
+
+    /// Number of patches with results so far.
+    pub fn done(&self) -> usize {
+        self.readings.iter().filter(|r| r.is_some()).count()
+    }
+
+    /// Whether every patch has run.
+    pub fn is_finished(&self) -> bool {
+        self.next == self.batches.len()
+    }
+
+    /// Runs the next batch. Returns whether batches remain.
+    pub async fn step(&mut self) -> Result<bool, PatchingError> {
+        let Some(batch) = self.batches.get(self.next).cloned() else {
+            return Ok(false);
+        };
+        let logits = match self.strategy {
+            Strategy::Batched => self.forward_batched(&batch)?,
+            Strategy::Naive => self.forward_naive(batch.patches[0])?,
+        };
+        let readings = self.runs.scorer.read(logits).await?;
+        let rows = self.runs.rows();
+        for (k, &i) in batch.patches.iter().enumerate() {
+            self.readings[i] = Some(readings[k * rows..(k + 1) * rows].to_vec());
+        }
+        self.next += 1;
+        Ok(!self.is_finished())
+    }
+
+    /// Every patch's readings (one per noise sample), in plan order.
+    pub fn into_readings(self) -> Result<Vec<Vec<Reading>>, PatchingError> {
+        self.readings
+            .into_iter()
+            .map(|r| r.ok_or(PatchingError::Cancelled))
+            .collect()
+    }
+
+    /// One pass for a batch of patches that start at the same layer.
+    fn forward_batched(&self, batch: &Batch) -> Result<Tensor<2>, PatchingError> {
+        let base = self.runs.base(self.direction);
+        let source = self.runs.source(self.direction);
+        let variants = batch.patches.len();
+        let rows = self.runs.rows();
+        let len = self.runs.len();
+        let resid = base.cache.stream(HookPoint::ResidPre(batch.layer))?;
+        let resid = tile(
+            resid.narrow(1, batch.offset, len - batch.offset),
+            base.rows,
+            variants,
+            rows,
+        );
+        let prefix = prefix(self.model, base, batch.layer, batch.offset, variants)?;
+        let patches: Vec<&Patch> = batch.patches.iter().map(|&i| &self.patches[i]).collect();
+        let interventions = interventions(source, &patches, rows)?;
+        let logits = self.model.forward_from(
+            batch.layer,
+            resid,
+            prefix.as_ref(),
+            &mut Hooks::none().with_interventions(&interventions),
+            LogitsAt::Last,
+        )?;
+        Ok(flatten_last(logits))
+    }
+
+    /// One full pass from tokens for one patch.
+    fn forward_naive(&self, patch: usize) -> Result<Tensor<2>, PatchingError> {
+        let base = self.runs.base(self.direction);
+        let source = self.runs.source(self.direction);
+        let rows = self.runs.rows();
+        let mut interventions = noise_intervention(base.noise.clone(), rows)?;
+        interventions.extend(self.interventions_for(source, patch, rows)?);
+        let logits = self.model.forward(
+            &vec![base.tokens.clone(); rows],
+            &mut Hooks::none().with_interventions(&interventions),
+            LogitsAt::Last,
+        )?;
+        Ok(flatten_last(logits))
+    }
+
+    fn interventions_for(
+        &self,
+        source: &CachedRun,
+        patch: usize,
+        rows: usize,
+    ) -> Result<Vec<Intervention>, PatchingError> {
+        interventions(source, &[&self.patches[patch]], rows)
+    }
+}
+
+/// Restricts a patch's edits to the positions where the runs differ (`first_diff..len`).
+/// Returns the layer and position it starts at, or `None` when nothing is left to patch.
+fn effective(patch: &mut Patch, first_diff: usize, len: usize) -> Option<(usize, usize)> {
+    for edit in &mut patch.edits {
+        let positions = edit.positions.take().unwrap_or_else(|| (0..len).collect());
+        edit.positions = Some(positions.into_iter().filter(|&p| p >= first_diff).collect());
+    }
+    patch
+        .edits
+        .retain(|e| e.positions.as_ref().is_some_and(|p| !p.is_empty()));
+    let layer = patch.edits.iter().filter_map(|e| e.hook.layer()).min()?;
+    let offset = patch
+        .edits
+        .iter()
+        .flat_map(|e| e.positions.iter().flatten())
+        .min()
+        .copied()?;
+    Some((layer, offset))
+}
+
+/// `[rows, 1, vocab]` logits as `[rows, vocab]`.
+fn flatten_last(logits: Tensor<3>) -> Tensor<2> {
+    let [rows, _, vocab] = logits.dims();
+    logits.reshape([rows, vocab])
+}
+
+/// A run's tensor (batch 1, or one row per noise sample) repeated for `variants` variants of
+/// `rows` rows each: row `v * rows + s` holds sample `s`.
+pub(crate) fn tile<const D: usize>(t: Tensor<D>, run_rows: usize, variants: usize, rows: usize) -> Tensor<D> {
+    if run_rows == 1 {
+        t.repeat_dim(0, variants * rows)
+    } else {
+        t.repeat_dim(0, variants)
+    }
+}
+
+/// The base run's keys and values before `offset`, for layers from `layer` on.
+pub(crate) fn prefix(
+    model: &Gpt2,
+    base: &CachedRun,
+    layer: usize,
+    offset: usize,
+    variants: usize,
+) -> Result<Option<Prefix>, PatchingError> {
+    if offset == 0 {
+        return Ok(None);
+    }
+    let kv = (0..model.config.n_layer)
+        .map(|l| {
+            if l < layer {
+                return Ok(None);
+            }
+            let cut = |hook| -> Result<Tensor<4>, PatchingError> {
+                let t = base.cache.per_head(hook)?.narrow(1, 0, offset);
+                // A single-row base broadcasts inside attention; noise samples must be tiled.
+                Ok(if base.rows == 1 {
+                    t
+                } else {
+                    t.repeat_dim(0, variants)
+                })
+            };
+            Ok(Some((cut(HookPoint::K(l))?, cut(HookPoint::V(l))?)))
+        })
+        .collect::<Result<Vec<_>, PatchingError>>()?;
+    Ok(Some(Prefix { len: offset, kv }))
+}
+
+/// The interventions that apply `patches` (one variant each, `rows` rows per variant), copying
+/// values from `source`.
+pub(crate) fn interventions(
+    source: &CachedRun,
+    patches: &[&Patch],
+    rows: usize,
+) -> Result<Vec<Intervention>, PatchingError> {
+    let variants = patches.len();
+    let mut by_hook: BTreeMap<HookPoint, Vec<Option<Selection>>> = BTreeMap::new();
+    for (v, patch) in patches.iter().enumerate() {
+        for edit in &patch.edits {
+            let selections = by_hook
+                .entry(edit.hook)
+                .or_insert_with(|| vec![None; variants * rows]);
+            for s in 0..rows {
+                selections[v * rows + s] = Some(Selection {
+                    positions: edit.positions.clone(),
+                    heads: edit.heads.clone(),
+                });
+            }
+        }
+    }
+    by_hook
+        .into_iter()
+        .map(|(hook, selections)| {
+            let values = match source.cache.get(hook)?.clone() {
+                Activation::Stream(t) if source.rows > 1 => Activation::Stream(t.repeat_dim(0, variants)),
+                Activation::PerHead(t) if source.rows > 1 => Activation::PerHead(t.repeat_dim(0, variants)),
+                shared => shared,
+            };
+            Ok(Intervention::new(hook, EditOp::Replace, values, &selections)?)
+        })
+        .collect()
+}

@@ -1,0 +1,83 @@
+//! Shared by the patching tests: the fixture model and the TransformerLens reference cases.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+
+use patchbay_model::backend::Backend;
+use patchbay_model::{Gpt2, Gpt2Tokenizer, load_gpt2_dir};
+use patchbay_patching::{ExperimentSpec, Progress, Results, RunOptions, run_experiment};
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+pub const TOL: f64 = 1e-4;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn tiny(backend: &Backend) -> (Gpt2, Gpt2Tokenizer) {
+    let dir = root().join("tests/fixtures/models/tiny");
+    (
+        load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).unwrap(),
+        Gpt2Tokenizer::from_dir(&dir).unwrap(),
+    )
+}
+
+/// The reference cases of tests/reference/patching_reference.py.
+pub struct Cases {
+    pub cases: Vec<Value>,
+    bytes: Vec<u8>,
+}
+
+impl Cases {
+    pub fn load() -> Self {
+        let dir = root().join("tests/fixtures/reference");
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("tiny-patching.json")).unwrap()).unwrap();
+        Cases {
+            cases: meta["cases"].as_array().unwrap().clone(),
+            bytes: std::fs::read(dir.join("tiny-patching.safetensors")).unwrap(),
+        }
+    }
+
+    pub fn tensor(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
+        let file = SafeTensors::deserialize(&self.bytes).unwrap();
+        let view = file
+            .tensor(key)
+            .unwrap_or_else(|_| panic!("no reference tensor {key}"));
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect();
+        (view.shape().to_vec(), values)
+    }
+
+    pub fn named(&self, name: &str) -> &Value {
+        self.cases
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+    }
+}
+
+pub fn spec_of(case: &Value) -> ExperimentSpec {
+    ExperimentSpec::from_json(&case["spec"].to_string()).unwrap()
+}
+
+pub fn run(model: &Gpt2, tokenizer: &Gpt2Tokenizer, spec: &ExperimentSpec, options: &RunOptions) -> Results {
+    pollster::block_on(run_experiment(
+        model,
+        tokenizer,
+        spec,
+        options,
+        &mut |_: &Progress| true,
+    ))
+    .unwrap()
+}
+
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "grid sizes differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
