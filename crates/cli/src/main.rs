@@ -4,6 +4,7 @@
 //! bad input.
 
 mod logits;
+mod run;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Next-token logits of a prompt at its last position.
     Logits(logits::LogitsArgs),
+    /// Runs an experiment spec: results.json, CSVs and SVG heatmaps.
+    Run(run::RunArgs),
     /// Times forward passes (a benchmark, not a test): prints JSON with per-pass milliseconds.
     BenchForward(logits::BenchArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Logits(args) => logits::run(args),
+        Command::Run(args) => run::run(args),
         Command::BenchForward(args) => logits::bench(args),
     };
     match result {

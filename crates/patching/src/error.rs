@@ -40,6 +40,8 @@ pub enum PatchingError {
     WindowTooWide { size: usize, n_layer: usize },
     #[error("{0}")]
     Target(String),
+    #[error("{0}")]
+    Corruption(String),
     #[error("the experiment has no prompts")]
     NoPrompts,
     #[error(
@@ -48,4 +50,33 @@ pub enum PatchingError {
     RaggedDataset { first: usize, prompt: usize, len: usize },
     #[error("the run was cancelled")]
     Cancelled,
+}
+
+impl PatchingError {
+    /// The spec field the error is about, so that a form can show it next to that control:
+    /// `prompt`, `corrupted`, `answer`, `counter_answer`, `corruption`, `target`, `window`,
+    /// `spec`, or `run` for errors of the run itself.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PatchingError::UnequalLengths { .. } | PatchingError::IdenticalPrompts { .. } => "corrupted",
+            PatchingError::NotOneToken { which: "answer", .. } => "answer",
+            PatchingError::NotOneToken { .. }
+            | PatchingError::SameAnswers { .. }
+            | PatchingError::MissingCounterAnswer { .. } => "counter_answer",
+            PatchingError::WindowTooWide { .. } => "window",
+            PatchingError::Target(_) => "target",
+            PatchingError::Corruption(_) => "corruption",
+            PatchingError::NoPrompts | PatchingError::RaggedDataset { .. } => "prompt",
+            PatchingError::Spec(_) | PatchingError::Version { .. } => "spec",
+            PatchingError::Model(e) => match e {
+                ModelError::EmptyPrompt | ModelError::ContextOverflow { .. } | ModelError::Tokenizer(_) => {
+                    "prompt"
+                }
+                ModelError::PositionOutOfRange { .. } | ModelError::HeadOutOfRange { .. } => "target",
+                ModelError::LayerOutOfRange { .. } => "target",
+                _ => "run",
+            },
+            PatchingError::Cancelled => "run",
+        }
+    }
 }

@@ -10,9 +10,9 @@ use crate::corruption::{embedding_std, gaussian_noise, noise_tensor, str_pair};
 use crate::path::{self, PathSweep};
 use crate::run::Corrupted;
 use crate::{
-    AttributionContrast, Budget, Component, Corruption, Detection, ExperimentSpec, Grid, MetricKind,
-    NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results, RunSummary, Strategy,
-    Sweep, WindowContrast, compare, window,
+    AttributionContrast, Budget, Component, Corruption, Detection, ExperimentSpec, GaussianNoise, Grid,
+    MetricKind, NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results, RunSummary,
+    Strategy, Sweep, WindowContrast, compare, window,
 };
 
 /// How an experiment runs (not part of the spec: it changes speed, never results).
@@ -45,13 +45,16 @@ impl<F: FnMut(&Progress) -> bool> Observer for F {
     }
 }
 
-/// One prompt, checked and tokenized.
-struct Prepared {
-    clean: Vec<u32>,
-    corrupted: Option<Vec<u32>>,
-    corrupted_positions: Vec<usize>,
-    answer: u32,
-    counter: Option<u32>,
+/// One prompt of a spec, checked and tokenized.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Prepared {
+    pub clean: Vec<u32>,
+    /// STR's corrupted tokens, aligned with `clean`.
+    pub corrupted: Option<Vec<u32>>,
+    /// Positions that differ (STR) or are noised (GN).
+    pub corrupted_positions: Vec<usize>,
+    pub answer: u32,
+    pub counter: Option<u32>,
 }
 
 fn answer_token(
@@ -73,8 +76,9 @@ fn answer_token(
         })
 }
 
-/// Checks every input of a spec against the model and tokenizes its prompts.
-fn prepare(
+/// Checks every input of a spec against the model and tokenizes its prompts, without running
+/// anything: what an editor calls as the user types.
+pub fn prepare(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     spec: &ExperimentSpec,
@@ -98,20 +102,18 @@ fn prepare(
             }
             Corruption::Gn(gn) => {
                 let clean = tokenizer.encode(&pair.clean, spec.prepend_bos)?;
+                let fail = |m: String| Err(PatchingError::Corruption(m));
                 if gn.positions.is_empty() {
-                    return Err(PatchingError::Target(
-                        "GN needs at least one position to noise".into(),
-                    ));
+                    return fail("Gaussian noise needs at least one position to noise".into());
                 }
                 if let Some(&p) = gn.positions.iter().find(|&&p| p >= clean.len()) {
-                    return Err(ModelError::PositionOutOfRange {
-                        pos: p,
-                        len: clean.len(),
-                    }
-                    .into());
+                    return fail(format!(
+                        "noise position {p} is out of range: the prompt has {} positions",
+                        clean.len()
+                    ));
                 }
-                if gn.samples == 0 {
-                    return Err(PatchingError::Target("GN needs at least one noise sample".into()));
+                if gn.samples == 0 || !(gn.scale.is_finite() && gn.scale >= 0.0) {
+                    return fail("Gaussian noise needs at least one sample and a non-negative scale".into());
                 }
                 (clean, None, gn.positions.clone())
             }
@@ -181,6 +183,72 @@ fn summary(kind: MetricKind, readings: &[Reading]) -> RunSummary {
     }
 }
 
+/// GN's settings as run: the spec's, σ (over the stated texts, or over the noised tokens of
+/// every prompt) and ν = scale × σ. `None` for STR.
+pub(crate) async fn noise_level(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+    prepared: &[Prepared],
+) -> Result<Option<(GaussianNoise, f64, f64)>, PatchingError> {
+    let Corruption::Gn(gn) = &spec.corruption else {
+        return Ok(None);
+    };
+    let ids: Vec<u32> = match &gn.sigma_texts {
+        Some(texts) => texts
+            .iter()
+            .map(|t| tokenizer.encode(t, false))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat(),
+        None => prepared
+            .iter()
+            .flat_map(|p| gn.positions.iter().map(|&i| p.clean[i]))
+            .collect(),
+    };
+    let sigma = embedding_std(model, &ids).await?;
+    Ok(Some((gn.clone(), sigma, gn.scale * sigma)))
+}
+
+/// The corrupted run of prompt `index`: its STR tokens, or seeded noise (`replay` overrides the
+/// first prompt's noise values).
+pub(crate) fn corrupted_input(
+    model: &Gpt2,
+    spec: &ExperimentSpec,
+    prompt: &Prepared,
+    index: usize,
+    noise: Option<&(GaussianNoise, f64, f64)>,
+    replay: Option<&[f32]>,
+) -> Corrupted {
+    match (&prompt.corrupted, noise) {
+        (Some(tokens), _) => Corrupted::Tokens(tokens.clone()),
+        (None, Some((gn, _, nu))) => {
+            let d_model = model.config.n_embd;
+            let values = match (replay, index) {
+                (Some(values), 0) => values.to_vec(),
+                _ => gaussian_noise(
+                    spec.seed.wrapping_add(index as u64),
+                    gn.samples,
+                    gn.positions.len(),
+                    d_model,
+                    *nu,
+                ),
+            };
+            Corrupted::Noise {
+                noise: noise_tensor(
+                    &values,
+                    gn.samples,
+                    &gn.positions,
+                    prompt.clean.len(),
+                    d_model,
+                    &model.device(),
+                ),
+                first_position: *gn.positions.iter().min().expect("prepare checked non-empty"),
+            }
+        }
+        (None, None) => unreachable!("prepare pairs STR with tokens"),
+    }
+}
+
 /// Runs `spec` on `model`, telling `observer` of progress between batches.
 pub async fn run_experiment(
     model: &Gpt2,
@@ -198,7 +266,6 @@ pub async fn run_experiment(
         .iter()
         .map(|&id| tokenizer.display(id))
         .collect();
-    let len = labels.len();
 
     // What to sweep.
     let is_path = spec.target.component == Component::Path;
@@ -226,25 +293,7 @@ pub async fn run_experiment(
     hooks.sort();
     hooks.dedup();
 
-    // GN: σ over the stated texts, or over the noised tokens of every prompt.
-    let noise_settings = match &spec.corruption {
-        Corruption::Gn(gn) => {
-            let ids: Vec<u32> = match &gn.sigma_texts {
-                Some(texts) => texts
-                    .iter()
-                    .map(|t| tokenizer.encode(t, false))
-                    .collect::<Result<Vec<_>, _>>()?
-                    .concat(),
-                None => prepared
-                    .iter()
-                    .flat_map(|p| gn.positions.iter().map(|&i| p.clean[i]))
-                    .collect(),
-            };
-            let sigma = embedding_std(model, &ids).await?;
-            Some((gn.clone(), sigma, gn.scale * sigma))
-        }
-        Corruption::Str => None,
-    };
+    let noise_settings = noise_level(model, tokenizer, spec, &prepared).await?;
 
     let cells = plan.axes.iter().map(|a| a.labels.len()).product::<usize>();
     let per_prompt_work =
@@ -259,34 +308,14 @@ pub async fn run_experiment(
     let mut summaries = Vec::new();
     for (i, prompt) in prepared.iter().enumerate() {
         let stage = format!("prompt {}/{}", i + 1, prepared.len());
-        let corrupted = match (&prompt.corrupted, &noise_settings) {
-            (Some(tokens), _) => Corrupted::Tokens(tokens.clone()),
-            (None, Some((gn, _, nu))) => {
-                let values = match (&options.noise, i) {
-                    (Some(values), 0) => values.clone(),
-                    _ => gaussian_noise(
-                        spec.seed.wrapping_add(i as u64),
-                        gn.samples,
-                        gn.positions.len(),
-                        config.n_embd,
-                        *nu,
-                    ),
-                };
-                let noise = noise_tensor(
-                    &values,
-                    gn.samples,
-                    &gn.positions,
-                    len,
-                    config.n_embd,
-                    &model.device(),
-                );
-                Corrupted::Noise {
-                    noise,
-                    first_position: *gn.positions.iter().min().expect("checked non-empty"),
-                }
-            }
-            (None, None) => unreachable!("prepare pairs STR with tokens"),
-        };
+        let corrupted = corrupted_input(
+            model,
+            spec,
+            prompt,
+            i,
+            noise_settings.as_ref(),
+            options.noise.as_deref(),
+        );
         let runs = PromptRuns::new(
             model,
             &prompt.clean,

@@ -93,7 +93,7 @@ pub fn layout(grid: &Grid, axes: &[Axis]) -> Layout {
     let widest = |v: &[String]| v.iter().map(|s| s.chars().count() as i32).max().unwrap_or(1);
     let cell_w = (560 / cols.len().max(1) as i32).clamp(22, 56);
     let left = 16 + CHAR_W * widest(&rows).max(3);
-    let bottom = 18 + CHAR_W * widest(&cols).min(18);
+    let bottom = 32 + CHAR_W * widest(&cols).min(18);
     let panel_w = left + cell_w * cols.len() as i32;
     let panel_h = CELL_H * rows.len() as i32 + bottom + 18;
     let panel_names = panel_axis.map_or(vec![None], |a| {
@@ -209,8 +209,17 @@ pub fn draw<DB: DrawingBackend>(
             ))?;
         }
         if !panel.col_axis.is_empty() {
-            let x_end = x0 + cw * panel.cols.len() as i32;
-            area.draw(&Text::new(panel.col_axis.clone(), (x_end + 4, below), font(11)))?;
+            let longest = panel
+                .cols
+                .iter()
+                .map(|c| c.chars().count().min(18) as i32)
+                .max()
+                .unwrap_or(1);
+            area.draw(&Text::new(
+                panel.col_axis.clone(),
+                (x0, below + CHAR_W * longest + 4),
+                font(11),
+            ))?;
         }
     }
     // Colour bar, +limit at the top.

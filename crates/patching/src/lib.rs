@@ -16,10 +16,12 @@ mod error;
 mod experiment;
 #[cfg(feature = "plot")]
 pub mod heatmap;
+pub mod inspect;
 mod metric;
 pub mod path;
 mod results;
 mod run;
+pub mod snippet;
 mod spec;
 mod sweep;
 mod target;
@@ -27,7 +29,7 @@ pub mod window;
 
 pub use compare::Detection;
 pub use error::PatchingError;
-pub use experiment::{Observer, Progress, RunOptions, run_experiment};
+pub use experiment::{Observer, Prepared, Progress, RunOptions, prepare, run_experiment};
 pub use metric::{Baselines, MetricKind, Reading, Scorer, logits_to_logit_diff};
 pub use results::{
     AttributionContrast, Grid, NoiseSummary, PromptSummary, Results, RunSummary, WindowContrast,

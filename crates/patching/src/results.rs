@@ -189,15 +189,16 @@ impl Results {
         } else {
             String::new()
         };
+        let direction = match self.direction {
+            Direction::Denoising => "denoising",
+            Direction::Noising => "noising",
+        };
         format!(
-            "{} · {} · {}{} · {:?}{}{}",
+            "{} · {} · {}{} · {direction}{window}{prompts}",
             spec.target.component.describe(),
             corruption,
             if self.normalized { "normalized " } else { "" },
             self.metric.label(),
-            self.direction,
-            window,
-            prompts
         )
     }
 

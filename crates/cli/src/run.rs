@@ -1,0 +1,163 @@
+//! `patchbay run SPEC.json`: runs an experiment spec and writes results.json, a CSV of each grid
+//! and SVG heatmaps (or prints results.json with `--json`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
+use patchbay_patching::heatmap;
+use patchbay_patching::{ExperimentSpec, Grid, ModelSource, Progress, Results, RunOptions, run_experiment};
+
+use crate::BackendChoice;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The experiment spec (JSON; see the README).
+    spec: PathBuf,
+    /// Folder for results.json, CSVs and SVG heatmaps.
+    #[arg(long, required_unless_present = "json")]
+    out: Option<PathBuf>,
+    /// Print results.json to stdout instead of writing files.
+    #[arg(long)]
+    json: bool,
+    /// Use this Hub-layout model folder instead of the one the spec names.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+    /// Print {"load_s", "run_s"} to stderr (for benchmarks).
+    #[arg(long)]
+    timings: bool,
+}
+
+fn model_dir(spec: &ExperimentSpec, spec_path: &Path, over: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(dir) = over {
+        return Ok(dir);
+    }
+    match &spec.model {
+        ModelSource::Local(path) => {
+            let path = PathBuf::from(path);
+            // Relative to the working directory, else to the spec's folder.
+            if path.is_relative() && !path.exists() {
+                Ok(spec_path.parent().unwrap_or(Path::new(".")).join(path))
+            } else {
+                Ok(path)
+            }
+        }
+        other => Err(format!(
+            "the spec's model is {other:?}; the CLI reads models from disk: download its folder \
+             (config.json, model.safetensors, tokenizer.json) and pass --model DIR"
+        )),
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.spec).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+    let spec = ExperimentSpec::from_json(&text).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+    let dir = model_dir(&spec, &args.spec, args.model)?;
+    let start = std::time::Instant::now();
+    let backend = args.backend.create()?;
+    let model = load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
+    let tokenizer = Gpt2Tokenizer::from_dir(&dir).map_err(|e| e.to_string())?;
+    let load_s = start.elapsed().as_secs_f64();
+    let quiet = args.quiet;
+    let mut report = |p: &Progress| {
+        if !quiet {
+            eprint!("\r{}: {}/{} patches ", p.stage, p.done, p.total);
+            let _ = std::io::stderr().flush();
+        }
+        true
+    };
+    let results = pollster::block_on(run_experiment(
+        &model,
+        &tokenizer,
+        &spec,
+        &RunOptions::default(),
+        &mut report,
+    ))
+    .map_err(|e| e.to_string())?;
+    let run_s = start.elapsed().as_secs_f64() - load_s;
+    if !quiet {
+        eprintln!();
+    }
+    if args.timings {
+        eprintln!("{}", serde_json::json!({ "load_s": load_s, "run_s": run_s }));
+    }
+    let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{json}");
+        return Ok(());
+    }
+    let out = args.out.expect("clap requires --out without --json");
+    write_outputs(&out, &results, &json).map_err(|e| format!("{}: {e}", out.display()))?;
+    if !quiet {
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// Every grid of the results, with its file stem and the label of its values.
+fn grids(results: &Results) -> Vec<(&'static str, &Grid, String, String)> {
+    let title = results.title();
+    let effect = format!("{}effect", if results.normalized { "normalized " } else { "" });
+    let mut out = vec![
+        ("grid", &results.grid, title.clone(), effect.clone()),
+        (
+            "raw_grid",
+            &results.raw_grid,
+            format!("{title} (raw {})", results.metric.name()),
+            results.metric.name().into(),
+        ),
+    ];
+    if let Some(sd) = &results.sd_grid {
+        out.push(("sd_grid", sd, format!("{title} (sd over prompts)"), "sd".into()));
+    }
+    if let Some(w) = &results.window {
+        out.push((
+            "window_single_layer",
+            &w.single_layer,
+            format!("{title} (single layers)"),
+            effect.clone(),
+        ));
+        out.push((
+            "window_summed_single_layer",
+            &w.summed_single_layer,
+            format!("{title} (summed single layers)"),
+            effect.clone(),
+        ));
+    }
+    if let Some(a) = &results.attribution {
+        out.push((
+            "attribution",
+            &a.grid,
+            format!("{title} (attribution patching)"),
+            effect,
+        ));
+    }
+    out
+}
+
+fn write_outputs(out: &Path, results: &Results, json: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("results.json"), json)?;
+    // Grids of one experiment share a colour scale, so that panels compare by eye.
+    let limit = heatmap::symmetric_limit(&results.grid.values);
+    for (stem, grid, title, label) in grids(results) {
+        std::fs::write(out.join(format!("{stem}.csv")), results.csv(grid))?;
+        let limit = if stem == "raw_grid" || stem == "sd_grid" {
+            heatmap::symmetric_limit(&grid.values)
+        } else {
+            limit
+        };
+        // Window and attribution grids share the main grid's axes.
+        std::fs::write(
+            out.join(format!("{stem}.svg")),
+            heatmap::svg(grid, &results.axes, &title, &label, limit),
+        )?;
+    }
+    Ok(())
+}

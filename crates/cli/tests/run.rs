@@ -1,0 +1,163 @@
+//! The `patchbay run` contract: `--json` prints results.json with `grid` (nested, layers first),
+//! `axes`, `clean_metric`, `corrupted_metric`, `metric`, `normalized` and `spec`; `--out` writes
+//! results.json, a CSV and an SVG heatmap per grid; every example spec in examples/ runs (on the
+//! fixture model, standing in for GPT-2 small) or fails with its own clear message.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn patchbay(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_patchbay"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn nested_shape(v: &Value) -> Vec<usize> {
+    match v {
+        Value::Array(items) => {
+            let mut shape = vec![items.len()];
+            shape.extend(nested_shape(&items[0]));
+            shape
+        }
+        _ => vec![],
+    }
+}
+
+#[test]
+fn json_output_has_the_contracted_fields() {
+    let (ok, stdout, stderr) = patchbay(&[
+        "run",
+        "examples/z_by_position.json",
+        "--model",
+        "tests/fixtures/models/tiny",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let results: Value = serde_json::from_str(&stdout).unwrap();
+    for field in [
+        "grid",
+        "axes",
+        "clean_metric",
+        "corrupted_metric",
+        "metric",
+        "normalized",
+        "spec",
+    ] {
+        assert!(results.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(
+        nested_shape(&results["grid"]),
+        vec![3, 15, 4],
+        "layers first, then positions, then heads"
+    );
+    let axes: Vec<&str> = results["axes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(axes, ["layer", "position", "head"]);
+    assert_eq!(results["axes"][1]["labels"][2], "␣Mary");
+    assert_eq!(results["metric"], "logit_diff");
+    assert_eq!(results["normalized"], true);
+    assert_eq!(results["spec"]["target"]["component"], "z");
+    assert!(results["clean_metric"].is_f64() && results["corrupted_metric"].is_f64());
+}
+
+#[test]
+fn out_writes_json_csv_and_svg_for_each_grid() {
+    let out = std::env::temp_dir().join(format!("patchbay-run-{}", std::process::id()));
+    let (ok, _, stderr) = patchbay(&[
+        "run",
+        "examples/attribution.json",
+        "--model",
+        "tests/fixtures/models/tiny",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    for stem in ["grid", "raw_grid", "attribution"] {
+        let csv = std::fs::read_to_string(out.join(format!("{stem}.csv"))).unwrap();
+        assert!(csv.starts_with("layer,head,label,value\n"), "{csv}");
+        assert_eq!(csv.lines().count(), 1 + 3 * 4);
+        let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("attention head output · STR"),
+            "{stem}"
+        );
+        assert!(svg.matches("<rect").count() >= 12);
+    }
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert!(results["attribution"]["spearman"].is_f64());
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn every_example_spec_runs_or_says_why_not() {
+    let mut ran = 0;
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let (ok, stdout, stderr) = patchbay(&[
+            "run",
+            path.to_str().unwrap(),
+            "--model",
+            "tests/fixtures/models/tiny",
+            "--json",
+            "--quiet",
+        ]);
+        match name.as_str() {
+            // GPT-2 small's layers 9 and 10 and a 10-layer window do not exist in the 3-layer fixture.
+            "path_to_name_mover_queries" => {
+                assert!(stderr.contains("receiver layer 9 is out of range"), "{stderr}")
+            }
+            "mlp_out_window10_gn" => assert!(
+                stderr.contains("window of 10 layers is wider than the model's 3"),
+                "{stderr}"
+            ),
+            _ => {
+                assert!(ok, "{name}: {stderr}");
+                let results: Value = serde_json::from_str(&stdout).unwrap();
+                assert!(results["grid"].is_array(), "{name}");
+                ran += 1;
+            }
+        }
+        if !ok {
+            assert!(
+                stderr.starts_with("error: ") && !stderr.contains("panicked"),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(ran >= 17, "{ran}");
+}
+
+#[test]
+fn a_malformed_spec_and_a_hub_model_without_download_are_clear_errors() {
+    let bad = std::env::temp_dir().join(format!("patchbay-bad-{}.json", std::process::id()));
+    std::fs::write(&bad, r#"{"version": 2, "model": {"local": "x"}}"#).unwrap();
+    let (ok, _, stderr) = patchbay(&["run", bad.to_str().unwrap(), "--json"]);
+    assert!(
+        !ok && stderr.contains("spec version 2 is not supported"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = patchbay(&["run", "examples/resid_pre.json", "--json"]);
+    assert!(!ok && stderr.contains("pass --model DIR"), "{stderr}");
+    std::fs::remove_file(bad).unwrap();
+}

@@ -1,0 +1,102 @@
+//! Looking inside one patch: a head's attention pattern in the clean run, the corrupted run and
+//! the patched run of one cell of a grid (on the first prompt; noise samples averaged).
+
+use patchbay_model::burn::prelude::*;
+use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt};
+use serde::Serialize;
+
+use crate::experiment::{corrupted_input, noise_level, prepare};
+use crate::run::noise_intervention;
+use crate::sweep::interventions;
+use crate::{Component, ExperimentSpec, PatchingError, PromptRuns};
+
+/// A head's attention patterns, each `[query][key]`, averaged over noise samples.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeadPatterns {
+    pub layer: usize,
+    pub head: usize,
+    pub tokens: Vec<String>,
+    pub clean: Vec<Vec<f32>>,
+    pub corrupted: Vec<Vec<f32>>,
+    pub patched: Vec<Vec<f32>>,
+}
+
+async fn pattern_of(t: Tensor<4>, head: usize) -> Result<Vec<Vec<f32>>, PatchingError> {
+    let [rows, _, len, _] = t.dims();
+    let mean = t.narrow(1, head, 1).sum_dim(0).div_scalar(rows as f32);
+    let values: Vec<f32> = mean
+        .into_data_async()
+        .await
+        .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?;
+    Ok(values.chunks(len).map(<[f32]>::to_vec).collect())
+}
+
+/// The attention pattern of head (`layer`, `head`) in the clean, corrupted and patched runs of
+/// grid cell `cell` of `spec`.
+pub async fn head_patterns(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+    cell: usize,
+    layer: usize,
+    head: usize,
+) -> Result<HeadPatterns, PatchingError> {
+    let config = &model.config;
+    if layer >= config.n_layer || head >= config.n_head {
+        return Err(PatchingError::Target(format!(
+            "no head {layer}.{head} in this model"
+        )));
+    }
+    if spec.target.component == Component::Path {
+        return Err(PatchingError::Target(
+            "pick a cell of an activation-patching grid".into(),
+        ));
+    }
+    let prepared = prepare(model, tokenizer, spec)?;
+    let prompt = &prepared[0];
+    let labels: Vec<String> = prompt.clean.iter().map(|&id| tokenizer.display(id)).collect();
+    let plan = spec.target.plan(
+        config.n_layer,
+        config.n_head,
+        &labels,
+        spec.window.map(|w| w.size),
+    )?;
+    let patch = plan
+        .patches
+        .get(cell)
+        .ok_or_else(|| PatchingError::Target(format!("the grid has no cell {cell}")))?;
+    let noise = noise_level(model, tokenizer, spec, &prepared).await?;
+    let corrupted = corrupted_input(model, spec, prompt, 0, noise.as_ref(), None);
+    let mut hooks: Vec<HookPoint> = patch.edits.iter().map(|e| e.hook).collect();
+    hooks.push(HookPoint::Pattern(layer));
+    let runs = PromptRuns::new(
+        model,
+        &prompt.clean,
+        corrupted,
+        prompt.answer,
+        prompt.counter,
+        &hooks,
+    )
+    .await?;
+    let base = runs.base(spec.direction);
+    let rows = runs.rows();
+    let mut edits = noise_intervention(base.noise.clone(), rows)?;
+    edits.extend(interventions(runs.source(spec.direction), &[patch], rows)?);
+    let mut cache = patchbay_model::ActivationCache::new([HookPoint::Pattern(layer)]);
+    model.forward(
+        &vec![base.tokens.clone(); rows],
+        &mut Hooks::none().with_interventions(&edits).with_cache(&mut cache),
+        LogitsAt::Last,
+    )?;
+    Ok(HeadPatterns {
+        layer,
+        head,
+        tokens: labels,
+        clean: pattern_of(runs.clean.cache.per_head(HookPoint::Pattern(layer))?, head).await?,
+        corrupted: pattern_of(runs.corrupted.cache.per_head(HookPoint::Pattern(layer))?, head).await?,
+        patched: pattern_of(cache.per_head(HookPoint::Pattern(layer))?, head).await?,
+    })
+}

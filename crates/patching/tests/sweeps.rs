@@ -1,0 +1,216 @@
+//! Property test: over random targets, corruptions, metrics, directions and windows, the batched
+//! sweep (start at the patched layer, reuse cached keys and values, skip no-op patches, batch
+//! under a small budget) gives the same numbers as a plain loop of one full forward per patch.
+
+mod common;
+
+use common::*;
+use patchbay_model::backend;
+use patchbay_patching::{
+    Budget, Choice, Component, Corruption, Direction, ExperimentSpec, GaussianNoise, MetricKind, MetricSpec,
+    ModelSource, PromptPair, RunOptions, Strategy, Target, Window,
+};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+
+const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
+const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
+
+fn subset(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).filter(|_| rng.random_bool(0.3)).collect();
+    if v.is_empty() {
+        v.push(rng.random_range(0..n));
+    }
+    v
+}
+
+fn random_spec(rng: &mut ChaCha8Rng) -> ExperimentSpec {
+    let components = [
+        Component::ResidPre,
+        Component::ResidMid,
+        Component::ResidPost,
+        Component::AttnOut,
+        Component::MlpOut,
+        Component::Z,
+        Component::Q,
+        Component::K,
+        Component::V,
+        Component::Pattern,
+        Component::BlockEvery,
+    ];
+    let component = components[rng.random_range(0..components.len())];
+    let positions = match rng.random_range(0..3) {
+        0 => Choice::Each,
+        1 => Choice::All,
+        _ => Choice::These(subset(rng, 15)),
+    };
+    let heads = if component.has_heads() {
+        match rng.random_range(0..3) {
+            0 => Choice::Each,
+            1 => Choice::All,
+            _ => Choice::These(subset(rng, 4)),
+        }
+    } else {
+        Choice::Each
+    };
+    let windowable = !matches!(
+        component,
+        Component::ResidPre | Component::ResidMid | Component::ResidPost | Component::BlockEvery
+    );
+    let window = (windowable && rng.random_bool(0.4)).then(|| Window {
+        size: rng.random_range(1..=3),
+    });
+    let corruption = if rng.random_bool(0.6) {
+        Corruption::Str
+    } else {
+        let mut positions = subset(rng, 15);
+        positions.truncate(3);
+        Corruption::Gn(GaussianNoise {
+            positions,
+            scale: 3.0,
+            samples: 2,
+            sigma_texts: None,
+        })
+    };
+    let kind = [MetricKind::Prob, MetricKind::LogitDiff, MetricKind::Kl][rng.random_range(0..3)];
+    ExperimentSpec {
+        version: 1,
+        model: ModelSource::Local("tests/fixtures/models/tiny".into()),
+        prepend_bos: true,
+        prompts: vec![PromptPair {
+            clean: CLEAN.into(),
+            corrupted: Some(CORRUPT.into()),
+            answer: " transc".into(),
+            counter_answer: Some(" Thief".into()),
+        }],
+        corruption,
+        metric: MetricSpec {
+            kind,
+            normalized: rng.random_bool(0.5),
+        },
+        direction: if rng.random_bool(0.5) {
+            Direction::Denoising
+        } else {
+            Direction::Noising
+        },
+        target: Target {
+            component,
+            positions,
+            heads,
+            receivers: None,
+        },
+        window,
+        seed: rng.random_range(0..1000),
+        attribution: false,
+    }
+}
+
+#[test]
+fn batched_sweeps_equal_one_forward_per_patch() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    let tight = Budget {
+        max_batch: 7,
+        max_tokens: 40,
+    };
+    for trial in 0..40 {
+        let spec = random_spec(&mut rng);
+        let naive = run(
+            &model,
+            &tokenizer,
+            &spec,
+            &RunOptions {
+                strategy: Some(Strategy::Naive),
+                ..Default::default()
+            },
+        );
+        for budget in [Budget::default(), tight] {
+            let batched = run(
+                &model,
+                &tokenizer,
+                &spec,
+                &RunOptions {
+                    budget,
+                    ..Default::default()
+                },
+            );
+            // Normalizing divides float rounding by M_clean - M_corrupted; scale the bar with it.
+            let span = (naive.clean_metric - naive.corrupted_metric).abs();
+            let scale = naive.grid.values.iter().fold(1.0f64, |m, v| m.max(v.abs()))
+                * if spec.metric.normalized {
+                    (1.0 / span).max(1.0)
+                } else {
+                    1.0
+                };
+            let err = max_abs_diff(&batched.grid.values, &naive.grid.values);
+            assert!(
+                err <= 1e-5 * scale,
+                "trial {trial}: {:?} / {:?} / {:?} / window {:?} / {:?}: {err:e}",
+                spec.target,
+                spec.corruption,
+                spec.direction,
+                spec.window,
+                spec.metric
+            );
+            let raw_scale = naive.raw_grid.values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            assert!(max_abs_diff(&batched.raw_grid.values, &naive.raw_grid.values) <= 1e-5 * raw_scale);
+        }
+    }
+}
+
+/// Progress rises to the total; an observer that says stop gets `Cancelled` and no results, and
+/// the same model runs the experiment again afterwards.
+#[test]
+fn progress_and_cancellation() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut spec = random_spec(&mut rng);
+    spec.target = Target {
+        component: Component::Z,
+        positions: Choice::Each,
+        heads: Choice::Each,
+        receivers: None,
+    };
+    spec.window = None;
+    spec.corruption = Corruption::Str;
+    let options = RunOptions {
+        budget: Budget {
+            max_batch: 4,
+            max_tokens: 64,
+        },
+        ..Default::default()
+    };
+
+    let mut seen = Vec::new();
+    let results = pollster::block_on(patchbay_patching::run_experiment(
+        &model,
+        &tokenizer,
+        &spec,
+        &options,
+        &mut |p: &patchbay_patching::Progress| {
+            seen.push((p.done, p.total));
+            true
+        },
+    ))
+    .unwrap();
+    assert!(seen.len() > 3, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0) && seen.iter().all(|&(d, t)| d <= t && t == 180));
+
+    let mut calls = 0;
+    let cancelled = pollster::block_on(patchbay_patching::run_experiment(
+        &model,
+        &tokenizer,
+        &spec,
+        &options,
+        &mut |_: &patchbay_patching::Progress| {
+            calls += 1;
+            calls < 2
+        },
+    ));
+    assert!(matches!(
+        cancelled,
+        Err(patchbay_patching::PatchingError::Cancelled)
+    ));
+    let again = run(&model, &tokenizer, &spec, &options);
+    assert_eq!(again.grid, results.grid);
+}
