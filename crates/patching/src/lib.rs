@@ -14,6 +14,7 @@ pub mod compare;
 pub mod corruption;
 mod error;
 mod experiment;
+pub mod generate;
 #[cfg(feature = "plot")]
 pub mod heatmap;
 pub mod inspect;
