@@ -6,6 +6,8 @@
 //! - [`ActivationCache`] records the hooks asked for; [`Intervention`]s edit them, one edit per
 //!   variant of a batch.
 //! - [`Gpt2Tokenizer`]: GPT-2's tokenizer via the `tokenizers` crate.
+//! - [`Gpt2Config::init`]: GPT-2's seeded initialisation, for training; [`Gpt2::to_safetensors`]
+//!   writes a model back as a Hub checkpoint.
 
 pub mod backend;
 mod cache;
@@ -13,9 +15,11 @@ mod config;
 mod error;
 mod gpt2;
 mod hook;
+mod init;
 mod intervention;
 mod loader;
 pub mod logits;
+mod save;
 mod tokenizer;
 
 pub use cache::{Activation, ActivationCache};
@@ -27,6 +31,7 @@ pub use intervention::{EditOp, Hooks, Intervention, Selection};
 #[cfg(not(target_family = "wasm"))]
 pub use loader::load_gpt2_dir;
 pub use loader::{infer_config, load_gpt2};
+pub use save::SaveDtype;
 pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
 
 /// burn, re-exported so that dependents use the same version and features.
