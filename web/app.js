@@ -1,30 +1,37 @@
-// Patchbay's page: wires the controls to the model worker. All numbers come from the worker;
-// this file only shows them.
+// Patchbay's page: wires the controls to the model worker. Every number comes from the worker
+// (crates/web on crates/patching); this file only moves data and shows it, always as text.
 
 import { $, el, say, formatBytes } from './dom.js';
 import { WorkerClient } from './worker-client.js';
+import { Editor, clearErrors, showFieldError } from './editor.js';
+import { ResultsView } from './results.js';
+import { CompareView } from './compare.js';
+import { makeLink, readLink } from './share.js';
 
 /** GPT-2 small on the Hugging Face Hub. */
-const HUB_BASE = 'https://huggingface.co/openai-community/gpt2/resolve/main/';
+const HUB_ID = 'openai-community/gpt2';
+const HUB_BASE = `https://huggingface.co/${HUB_ID}/resolve/main/`;
 /** Size of its model.safetensors, shown if the Hub does not say (HEAD blocked). */
 const HUB_WEIGHTS_BYTES = 548105171;
-const FIXTURE_BASE = new URL('../models/fixture/', import.meta.url).href;
+/** The model that ships with the app, in models/<name>/. */
+const EMBEDDED = 'fixture';
+const EMBEDDED_BASE = new URL(`../models/${EMBEDDED}/`, import.meta.url).href;
 
 const params = new URLSearchParams(location.search);
 const worker = new WorkerClient(new URL('./worker.js', import.meta.url));
 
 /** State the end-to-end tests read. */
-const state = { backend: null, model: null, prediction: null, errors: [] };
+const state = { backend: null, model: null, prediction: null, results: null, running: false, errors: [], runs: 0 };
 window.patchbay = state;
 
-worker.onProgress = ({ what, loaded, total, done }) => {
-  const bar = $('#progress');
-  bar.hidden = false;
-  bar.max = total || 1;
-  bar.value = total ? loaded : 0;
-  const amount = total ? `${formatBytes(loaded)} of ${formatBytes(total)}` : formatBytes(loaded);
-  $('#progress-text').textContent = done ? `${what}: ${formatBytes(loaded)}` : `Downloading ${what}: ${amount}`;
-};
+const editor = new Editor(worker, { onChange: (check) => onSpecChecked(check) });
+const resultsView = new ResultsView(worker, {
+  inspect: (what) => inspect(what),
+  drawn: (geometry) => {
+    state.heatmap = geometry;
+  },
+});
+const compareView = new CompareView(worker, (spec, label) => runSpec(spec, label));
 
 function showError(node, error) {
   const message = error?.message ?? String(error);
@@ -32,9 +39,30 @@ function showError(node, error) {
   state.errors.push(message);
 }
 
-function source() {
-  return document.querySelector('input[name="source"]:checked').value;
-}
+// ---------------------------------------------------------------- progress
+
+let runStarted = 0;
+worker.onProgress = (p) => {
+  if (p.kind === 'run') {
+    const bar = $('#run-progress');
+    bar.hidden = false;
+    bar.max = p.total || 1;
+    bar.value = p.done;
+    const rate = p.done / Math.max(p.elapsed, 1);
+    const eta = p.done > 0 ? Math.max(0, (p.total - p.done) / rate / 1000) : null;
+    $('#run-status').textContent =
+      `${p.stage}: ${p.done} of ${p.total} patches` + (eta === null ? '' : `, about ${eta < 60 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left`);
+    return;
+  }
+  const bar = $('#progress');
+  bar.hidden = false;
+  bar.max = p.total || 1;
+  bar.value = p.total ? p.loaded : 0;
+  const amount = p.total ? `${formatBytes(p.loaded)} of ${formatBytes(p.total)}` : formatBytes(p.loaded);
+  $('#progress-text').textContent = p.done ? `${p.what}: ${formatBytes(p.loaded)}` : `Downloading ${p.what}: ${amount}`;
+};
+
+// ---------------------------------------------------------------- backend and model
 
 async function startBackend() {
   const useGpu = params.get('backend') !== 'cpu';
@@ -50,6 +78,10 @@ async function startBackend() {
       `WebGPU is not available: ${info.fallback_reason}. Patchbay runs on the CPU instead, which is much slower for GPT-2 small.`,
     );
   }
+}
+
+function source() {
+  return document.querySelector('input[name="source"]:checked').value;
 }
 
 async function showHubSize() {
@@ -81,39 +113,48 @@ function folderOf(text) {
     throw new Error(`"${text}" is not a URL; give one such as ${HUB_BASE}`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('Only http and https URLs can be loaded.');
-  if (url.pathname.endsWith('.safetensors')) {
-    return { kind: 'folder', base: new URL('.', url).href, weights: url.href };
-  }
+  if (url.pathname.endsWith('.safetensors')) return { kind: 'folder', base: new URL('.', url).href, weights: url.href };
   if (!url.pathname.endsWith('/')) url.pathname += '/';
   return { kind: 'folder', base: url.href };
 }
 
-async function loadModel() {
+/** The model the chosen source gives: the worker's request and the spec's `model`. */
+function chosenModel() {
   const kind = source();
+  if (kind === 'fixture') return [{ kind: 'folder', base: EMBEDDED_BASE }, { embedded: EMBEDDED }];
+  if (kind === 'hub') return [{ kind: 'folder', base: HUB_BASE }, { hub: HUB_ID }];
+  if (kind === 'url') {
+    const text = $('#model-url').value.trim();
+    return [folderOf(text), { url: text }];
+  }
+  const files = [...$('#files').files];
+  if (files.length === 0) throw new Error('Choose the model files first.');
+  const weights = files.find((f) => f.name.endsWith('.safetensors'));
+  return [{ kind: 'files', files }, { local: weights?.name ?? files[0].name }];
+}
+
+async function loadModel() {
   say($('#model-error'), '');
   $('#progress-text').textContent = '';
-  let request;
-  if (kind === 'fixture') request = { kind: 'folder', base: FIXTURE_BASE };
-  else if (kind === 'hub') request = { kind: 'folder', base: HUB_BASE };
-  else if (kind === 'url') request = folderOf($('#model-url').value.trim());
-  else {
-    const files = [...$('#files').files];
-    if (files.length === 0) throw new Error('Choose the model files first.');
-    request = { kind: 'files', files };
-  }
+  const [request, model] = chosenModel();
   $('#load').disabled = true;
-  $('#run').disabled = true;
+  setRunnable(false);
   $('#model-status').textContent = 'Loading…';
   try {
     const { info, origin } = await worker.call('load', { source: request });
-    state.model = info;
+    state.model = { ...info, source: model };
+    predicted = null;
+    editor.model = model;
+    editor.modelReady = true;
     $('#model-status').textContent =
       `Loaded ${info.n_layer} layers × ${info.n_head} heads, d_model ${info.n_embd}, ` +
       `context ${info.n_positions} (${origin}).`;
-    $('#run').disabled = false;
+    setRunnable(true);
+    editor.schedule(0);
   } catch (error) {
     $('#model-status').textContent = state.model ? 'The previous model is no longer loaded.' : '';
     state.model = null;
+    editor.modelReady = false;
     throw error;
   } finally {
     $('#load').disabled = false;
@@ -121,12 +162,11 @@ async function loadModel() {
   }
 }
 
-function renderTokens(tokens) {
-  const list = $('#tokens');
-  list.replaceChildren(
-    ...tokens.map((t, i) => el('li', { text: t.text, attrs: { title: `position ${i}, id ${t.id}` }, classes: ['chip'] })),
-  );
+function setRunnable(on) {
+  for (const id of ['#run-experiment', '#compare-run', '#run']) $(id).disabled = !on || state.running;
 }
+
+// ---------------------------------------------------------------- predictions
 
 function renderTop(top) {
   const body = $('#top tbody');
@@ -138,59 +178,306 @@ function renderTop(top) {
       const bar = el('span', { classes: ['bar'] });
       bar.style.setProperty('--p', String(p.prob));
       cell.append(bar, el('span', { text: ` ${(100 * p.prob).toFixed(2)}%` }));
-      row.append(cell);
+      const use = el('td');
+      for (const [label, target] of [['r', '#answer'], ['r′', '#counter']]) {
+        const b = el('button', { text: label, attrs: { type: 'button', title: `Use ${p.text} as ${label}` }, classes: ['small'] });
+        b.addEventListener('click', () => {
+          $(target).value = p.raw;
+          editor.changed(target);
+        });
+        use.append(b);
+      }
+      row.append(cell, use);
       return row;
     }),
   );
 }
 
-async function predict() {
-  say($('#prompt-error'), '');
-  $('#run').disabled = true;
+let predicted = null;
+async function predict(force = false) {
+  const text = $('#clean').value;
+  const bos = $('#bos').checked;
+  const key = `${bos}|${text}`;
+  if (!force && key === predicted) return;
+  predicted = key;
+  say($('#predict-error'), '');
   try {
-    const result = await worker.call('predict', { text: $('#prompt').value, bos: $('#bos').checked, k: 10 });
+    const result = await worker.call('predict', { text, bos, k: 10 });
     state.prediction = result;
-    renderTokens(result.tokens);
     renderTop(result.top);
-  } finally {
-    $('#run').disabled = false;
+    editor.renderSuggestions(result.top);
+  } catch (error) {
+    showError($('#predict-error'), error);
   }
 }
 
-/** Keeps token chips in step with the prompt while typing. */
-let tokenizeTimer;
-function retokenize() {
-  clearTimeout(tokenizeTimer);
-  tokenizeTimer = setTimeout(async () => {
-    if (!state.model) return;
-    try {
-      renderTokens(await worker.call('tokenize', { text: $('#prompt').value, bos: $('#bos').checked }));
-      say($('#prompt-error'), '');
-    } catch (error) {
-      showError($('#prompt-error'), error);
-    }
-  }, 150);
+function onSpecChecked(check) {
+  if (check) predict();
 }
+
+// ---------------------------------------------------------------- running
+
+let pendingSpec = null;
+
+/** Runs a spec in the worker with progress and Cancel; resolves to its results. */
+async function runSpec(spec, label = 'experiment') {
+  if (state.running) throw new Error('An experiment is already running.');
+  state.running = true;
+  setRunnable(false);
+  $('#cancel').hidden = false;
+  $('#run-progress').hidden = false;
+  $('#run-progress').value = 0;
+  $('#run-status').textContent = `Starting ${label}…`;
+  runStarted = performance.now();
+  try {
+    const results = await worker.call('run', { spec });
+    state.runs += 1;
+    $('#run-status').textContent = `Finished ${label} in ${((performance.now() - runStarted) / 1000).toFixed(1)} s.`;
+    return results;
+  } catch (error) {
+    $('#run-status').textContent = error.message === 'the run was cancelled' ? 'Cancelled.' : '';
+    throw error;
+  } finally {
+    state.running = false;
+    $('#cancel').hidden = true;
+    $('#run-progress').hidden = true;
+    setRunnable(Boolean(state.model));
+  }
+}
+
+/** Patches a spec would run, to warn before long runs on the CPU. */
+function patchCount(spec, check) {
+  const len = check?.[0]?.clean.length ?? 1;
+  const m = state.model;
+  const heads = ['z', 'q', 'k', 'v', 'pattern'].includes(spec.target.component) && spec.target.heads !== 'all' ? m.n_head : 1;
+  const positions = spec.target.positions === 'each' ? len : 1;
+  return m.n_layer * heads * positions * spec.prompts.length * (spec.corruption.method === 'gn' ? spec.corruption.samples : 1);
+}
+
+async function runExperiment(confirmed = false) {
+  clearErrors();
+  say($('#run-error'), '');
+  $('#cpu-confirm').hidden = true;
+  let spec;
+  try {
+    spec = editor.toSpec();
+    const check = await worker.call('check', { spec });
+    const heavy = state.backend.kind === 'cpu' && state.model.n_embd >= 512 && patchCount(spec, check) > 40;
+    if (heavy && !confirmed) {
+      pendingSpec = spec;
+      $('#cpu-confirm-text').textContent =
+        `This runs about ${patchCount(spec, check)} patched passes of a ${state.model.n_layer}-layer model on the CPU, ` +
+        'which can take several minutes. WebGPU would be much faster.';
+      $('#cpu-confirm').hidden = false;
+      $('#run-anyway').focus();
+      return;
+    }
+    const results = await runSpec(spec);
+    state.results = results;
+    $('#share').disabled = false;
+    await resultsView.show(results);
+  } catch (error) {
+    if (error.message !== 'the run was cancelled') {
+      showFieldError(error);
+      state.errors.push(error.message);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- looking inside a cell
+
+async function inspect({ results, cell, at, patch }) {
+  const detail = $('#detail');
+  const body = $('#detail-body');
+  detail.hidden = false;
+  body.replaceChildren();
+  say($('#detail-status'), '');
+  const component = results.spec.target.component;
+  try {
+    if (at.head !== undefined && component !== 'path') {
+      $('#detail-title').textContent = `Attention pattern of head ${at.layer}.${at.head}`;
+      say($('#detail-status'), `Running the clean, corrupted and patched runs of: ${patch}…`);
+      const p = await worker.call('headPatterns', { spec: results.spec, cell, layer: Number(at.layer), head: Number(at.head) });
+      say($('#detail-status'), `Rows are query positions, columns key positions; patch: ${patch}.`);
+      const axes = [
+        { name: 'query', labels: p.tokens },
+        { name: 'key', labels: p.tokens },
+      ];
+      for (const [name, grid] of [['clean', p.clean], ['corrupted', p.corrupted], ['patched', p.patched]]) {
+        const figure = el('figure');
+        const canvas = el('canvas', { attrs: { 'aria-label': `${name} run attention pattern` } });
+        figure.append(el('figcaption', { text: `${name} run` }), canvas);
+        body.append(figure);
+        const { HeatmapView } = await import('./heatmap-view.js');
+        await new HeatmapView(canvas, worker).show({ grid, axes, title: `${name}: head ${at.layer}.${at.head}`, label: 'attention', limit: 1 });
+      }
+      state.detail = p;
+    } else if (at.position !== undefined) {
+      const position = results.axes.find((a) => a.name === 'position').labels.indexOf(at.position);
+      $('#detail-title').textContent = `Heads at position "${at.position}"`;
+      const spec = structuredClone(results.spec);
+      spec.target = { component: 'z', positions: [position], heads: 'each' };
+      spec.window = null;
+      spec.attribution = false;
+      const heads = await runSpec(spec, `heads at position ${position}`);
+      say($('#detail-status'), `Each head's output patched alone at position "${at.position}", every layer.`);
+      const canvas = el('canvas', { attrs: { 'aria-label': 'per-head breakdown' } });
+      body.append(canvas);
+      const { HeatmapView } = await import('./heatmap-view.js');
+      const flat = (g) => (Array.isArray(g) ? g.flatMap(flat) : [g]);
+      const limit = Math.max(1e-12, ...flat(heads.grid).map(Math.abs));
+      await new HeatmapView(canvas, worker).show({ grid: heads.grid, axes: heads.axes, title: `heads at "${at.position}"`, label: 'effect', limit });
+      state.detail = heads;
+    } else {
+      $('#detail-title').textContent = patch;
+      say($('#detail-status'), 'This cell covers every position and head; pick a per-position or per-head cell to look inside.');
+    }
+  } catch (error) {
+    showError($('#detail-status'), error);
+  }
+}
+
+// ---------------------------------------------------------------- exports and sharing
+
+function download(name, blob) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { attrs: { href: url, download: name } });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+async function exportAs(kind) {
+  const results = state.results;
+  if (!results) return;
+  const view = $('#view').value;
+  const json = (v) => new Blob([JSON.stringify(v, null, 2)], { type: 'application/json' });
+  switch (kind) {
+    case 'png':
+      return download('patchbay-heatmap.png', await resultsView.exportPng());
+    case 'svg':
+      return download('patchbay-heatmap.svg', new Blob([resultsView.exportSvg()], { type: 'image/svg+xml' }));
+    case 'csv':
+      return download(`patchbay-${view}.csv`, new Blob([await worker.call('csv', { results, which: view })], { type: 'text/csv' }));
+    case 'json':
+      return download('patchbay-results.json', json(results));
+    case 'spec':
+      return download('patchbay-spec.json', json(results.spec));
+    case 'python':
+      return download('patchbay_experiment.py', new Blob([await worker.call('script', { spec: results.spec })], { type: 'text/x-python' }));
+  }
+}
+
+async function share() {
+  const spec = state.results?.spec ?? editor.toSpec();
+  const url = await makeLink(spec, $('#share-results').checked ? state.results : null);
+  $('#share-panel').hidden = false;
+  $('#share-url').value = url;
+  $('#share-length').textContent = `The link is ${url.length.toLocaleString('en')} characters long.`;
+  state.link = url;
+}
+
+async function copyLink() {
+  try {
+    await navigator.clipboard.writeText($('#share-url').value);
+    $('#copy-status').textContent = 'Copied.';
+  } catch {
+    $('#share-url').select();
+    $('#copy-status').textContent = 'Press Ctrl+C (⌘C) to copy the selected link.';
+  }
+}
+
+// ---------------------------------------------------------------- start
 
 function wire() {
   for (const radio of document.querySelectorAll('input[name="source"]')) radio.addEventListener('change', onSourceChange);
   $('#load').addEventListener('click', () =>
     loadModel()
-      .then(() => predict())
+      .then(() => {
+        // A share link whose model had to be loaded first runs once it is.
+        if (!state.pendingLinkRun) return;
+        state.pendingLinkRun = false;
+        return runExperiment(true);
+      })
       .catch((e) => showError($('#model-error'), e)),
   );
-  $('#run').addEventListener('click', () => predict().catch((e) => showError($('#prompt-error'), e)));
-  $('#prompt').addEventListener('input', retokenize);
-  $('#bos').addEventListener('change', retokenize);
-  window.addEventListener('unhandledrejection', (event) => showError($('#model-error'), event.reason));
+  $('#run').addEventListener('click', () => predict(true));
+  $('#run-experiment').addEventListener('click', () => runExperiment());
+  $('#run-anyway').addEventListener('click', () => runExperiment(true));
+  $('#cancel').addEventListener('click', () => worker.call('cancel'));
+  $('#compare-run').addEventListener('click', async () => {
+    say($('#compare-error'), '');
+    try {
+      const spec = editor.toSpec();
+      // The tokens STR swaps are the ones GN noises: take them from an STR check of the prompts.
+      const check = await worker.call('check', { spec: { ...spec, corruption: { method: 'str' } } });
+      await compareView.compare(spec, $('#compare-kind').value, check[0].corrupted_positions);
+      state.comparison = compareView.last;
+    } catch (error) {
+      if (error.message !== 'the run was cancelled') showError($('#compare-error'), error);
+    }
+  });
+  for (const b of document.querySelectorAll('[data-export]')) {
+    b.addEventListener('click', () => exportAs(b.dataset.export).catch((e) => showError($('#run-error'), e)));
+  }
+  $('#share').addEventListener('click', () => share().catch((e) => showError($('#link-error'), e)));
+  $('#share-results').addEventListener('change', () => share().catch((e) => showError($('#link-error'), e)));
+  $('#copy-link').addEventListener('click', copyLink);
+  window.addEventListener('unhandledrejection', (event) => showError($('#run-error'), event.reason));
+}
+
+/** Reads a share link, if the URL carries one: the spec (checked) and any results. */
+async function openLink() {
+  let link;
+  try {
+    link = await readLink();
+  } catch (error) {
+    showError($('#link-error'), error);
+    return null;
+  }
+  if (!link) return null;
+  try {
+    const spec = await worker.call('parseSpec', { spec: link.spec });
+    return { spec, results: link.results };
+  } catch (error) {
+    showError($('#link-error'), new Error(`This link's experiment cannot be opened: ${error.message}`));
+    return null;
+  }
 }
 
 async function main() {
   wire();
-  if (params.has('prompt')) $('#prompt').value = params.get('prompt');
   await startBackend();
-  await loadModel();
-  await predict();
+  const link = await openLink();
+  if (link?.results) {
+    state.results = link.results;
+    await resultsView.show(link.results, 'These results came with the link; run the experiment to reproduce them.');
+    $('#share').disabled = false;
+  }
+  const model = link?.spec.model;
+  if (model?.hub) {
+    document.querySelector('input[name="source"][value="hub"]').checked = true;
+    onSourceChange();
+    say($('#link-status'), 'This link uses GPT-2 small: load it (above) to run the experiment.');
+  } else if (model?.url) {
+    document.querySelector('input[name="source"][value="url"]').checked = true;
+    onSourceChange();
+    $('#model-url').value = model.url;
+    say($('#link-status'), 'This link loads its model from a URL: press Load to fetch it.');
+  } else if (model?.local) {
+    document.querySelector('input[name="source"][value="file"]').checked = true;
+    onSourceChange();
+    say($('#link-status'), `This link used a local file (${model.local}): choose it above to run the experiment.`);
+  }
+  if (link) editor.fromSpec(link.spec);
+  else editor.applyPreset('ioi');
+  state.pendingLinkRun = Boolean(link && !link.results && model && !model.embedded);
+  if (!model || model.embedded) {
+    await loadModel();
+    if (link?.results) return;
+    await runExperiment(true);
+  }
 }
 
 main().catch((error) => showError($('#model-error'), error));

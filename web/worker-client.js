@@ -16,7 +16,7 @@ export class WorkerClient {
       if (!call) return;
       this.pending.delete(data.id);
       if (data.ok) call.resolve(data.result);
-      else call.reject(new Error(data.error));
+      else call.reject(Object.assign(new Error(data.error), { field: data.field }));
     };
     this.worker.onerror = (event) => {
       const error = new Error(`The model worker failed: ${event.message || 'it could not start'}`);

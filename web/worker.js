@@ -2,10 +2,22 @@
 // progress, and Cache Storage for remote files), and runs the wasm. The page talks to it
 // through web/worker-client.js, so the UI never freezes.
 
-import init, { initBackend, inferConfig, Session } from '../pkg/patchbay_web.js';
+import init, {
+  initBackend,
+  inferConfig,
+  parseSpec,
+  renderHeatmap,
+  compareGrids,
+  resultsCsv,
+  resultsTitle,
+  transformerLensScript,
+  Session,
+} from '../pkg/patchbay_web.js';
 
 const CACHE_NAME = 'patchbay-models-v1';
 let session = null;
+/** The run in progress, if any: a Cancel message sets `cancelled`. */
+let running = null;
 
 const ready = init();
 
@@ -15,7 +27,7 @@ function progress(what, loaded, total, done = false) {
   const now = performance.now();
   if (done || now - lastProgress > 100) {
     lastProgress = now;
-    self.postMessage({ progress: { what, loaded, total, done } });
+    self.postMessage({ progress: { kind: 'download', what, loaded, total, done } });
   }
 }
 
@@ -144,6 +156,7 @@ async function loadFiles(files) {
 }
 
 function open(config, weights, tokenizer, vocab, merges, origin) {
+  if (running) throw new Error('Wait for the running experiment to finish, or cancel it, before loading another model.');
   session?.free();
   session = null;
   session = Session.load(config, weights, tokenizer, vocab, merges);
@@ -182,6 +195,37 @@ const commands = {
   },
   tokenize: ({ text, bos }) => requireSession().tokenize(text, bos),
   predict: ({ text, bos, k }) => requireSession().nextTokens(text, bos, k),
+  parseSpec: ({ spec }) => JSON.parse(parseSpec(JSON.stringify(spec))),
+  check: ({ spec }) => requireSession().check(JSON.stringify(spec)),
+  async run({ spec }) {
+    const model = requireSession();
+    if (running) throw new Error('An experiment is already running.');
+    running = { cancelled: false };
+    const started = performance.now();
+    try {
+      const progress = (done, total, stage) => {
+        self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
+        // Yield to the event loop so that a Cancel message can arrive, then answer.
+        return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
+      };
+      return JSON.parse(await model.run(JSON.stringify(spec), progress));
+    } finally {
+      running = null;
+    }
+  },
+  cancel() {
+    if (running) running.cancelled = true;
+    return Boolean(running);
+  },
+  async headPatterns({ spec, cell, layer, head }) {
+    return JSON.parse(await requireSession().headPatterns(JSON.stringify(spec), cell, layer, head));
+  },
+  render: ({ grid, axes, title, label, limit }) =>
+    renderHeatmap(JSON.stringify(grid), JSON.stringify(axes), title, label, limit),
+  compare: ({ a, b, k }) => compareGrids(JSON.stringify(a), JSON.stringify(b), k),
+  csv: ({ results, which }) => resultsCsv(JSON.stringify(results), which),
+  title: ({ results }) => resultsTitle(JSON.stringify(results)),
+  script: ({ spec }) => transformerLensScript(JSON.stringify(spec)),
 };
 
 self.onmessage = async ({ data }) => {
@@ -191,6 +235,6 @@ self.onmessage = async ({ data }) => {
     const result = await commands[cmd](args ?? {});
     self.postMessage({ id, ok: true, result });
   } catch (error) {
-    self.postMessage({ id, ok: false, error: error?.message ?? String(error) });
+    self.postMessage({ id, ok: false, error: error?.message ?? String(error), field: error?.field ?? null });
   }
 };

@@ -49,11 +49,11 @@ test('WebGPU: the page shows the fixture model\'s next tokens, equal to the refe
 
     // The tokenizer in the page gives GPT-2's ids.
     await page.locator('#bos').uncheck();
-    await page.locator('#prompt').fill(' Mary John');
-    await page.waitForFunction(() => document.querySelectorAll('#tokens li').length === 2);
-    const titles = await page.locator('#tokens li').evaluateAll((lis) => lis.map((li) => li.title));
+    await page.locator('#clean').fill(' Mary John');
+    await page.waitForFunction(() => document.querySelectorAll('#clean-tokens li').length === 2);
+    const titles = await page.locator('#clean-tokens li').evaluateAll((lis) => lis.map((li) => li.title));
     assert.deepEqual(titles, ['position 0, id 5335', 'position 1, id 1757']);
-    assert.deepEqual(await page.locator('#tokens li').allTextContents(), ['␣Mary', '␣John']);
+    assert.deepEqual(await page.locator('#clean-tokens li').allTextContents(), ['␣Mary', '␣John']);
     await screenshot(page, 'step1-webgpu');
     assert.deepEqual(problems, []);
   } finally {
@@ -263,12 +263,12 @@ test('local files on a WebGPU device limited to 16 MiB bindings: the embedding i
   for (const f of ['model.safetensors', 'config.json']) copyFileSync(join(dir, f), join(cliDir, f));
   copyFileSync(join(FIXTURES, 'models', 'tiny', 'tokenizer.json'), join(cliDir, 'tokenizer.json'));
   const cli = JSON.parse(
-    execFileSync(join(ROOT, 'target', 'release', 'patchbay'), ['logits', '--model', cliDir, '--prompt', ' Mary and John', '--prepend-bos', '--json']),
+    execFileSync(join(ROOT, 'target', 'release', 'patchbay'), ['logits', '--model', cliDir, '--prompt', IOI, '--prepend-bos', '--json']),
   );
 
   const context = await launch({ webgpu: true });
   try {
-    const { page, problems } = await open(context, `${server.url}?bindingCap=${16 << 20}&prompt=${encodeURIComponent(' Mary and John')}`);
+    const { page, problems } = await open(context, `${server.url}?bindingCap=${16 << 20}`);
     await waitForPrediction(page);
     assert.equal((await page.evaluate(() => window.patchbay.backend)).max_binding_bytes, 16 << 20);
     await page.locator('input[name="source"][value="file"]').check();

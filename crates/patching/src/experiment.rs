@@ -92,6 +92,14 @@ pub fn prepare(
         if pair.clean.is_empty() {
             return Err(ModelError::EmptyPrompt.into());
         }
+        let clean_len = tokenizer.encode(&pair.clean, spec.prepend_bos)?.len();
+        if clean_len > config.n_positions {
+            return Err(ModelError::ContextOverflow {
+                tokens: clean_len,
+                n_ctx: config.n_positions,
+            }
+            .into());
+        }
         let (clean, corrupted, corrupted_positions) = match &spec.corruption {
             Corruption::Str => {
                 let text = pair.corrupted.as_deref().ok_or_else(|| {
@@ -118,13 +126,6 @@ pub fn prepare(
                 (clean, None, gn.positions.clone())
             }
         };
-        if clean.len() > config.n_positions {
-            return Err(ModelError::ContextOverflow {
-                tokens: clean.len(),
-                n_ctx: config.n_positions,
-            }
-            .into());
-        }
         let answer = answer_token(tokenizer, &pair.answer, i, "answer")?;
         let counter = pair
             .counter_answer

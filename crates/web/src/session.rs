@@ -3,6 +3,7 @@
 
 use patchbay_model::logits::top_k;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2};
+use patchbay_patching::Budget;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -13,7 +14,7 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 }
 
 #[derive(Serialize)]
-struct Token {
+pub(crate) struct Token {
     id: u32,
     text: String,
 }
@@ -21,7 +22,10 @@ struct Token {
 #[derive(Serialize)]
 struct Prediction {
     id: u32,
+    /// Readable form (`␣Mary`).
     text: String,
+    /// The decoded text (`" Mary"`), usable as an answer.
+    raw: String,
     prob: f32,
 }
 
@@ -53,8 +57,9 @@ pub fn infer_hub_config(weights: &[u8]) -> Result<String, JsError> {
 /// A model loaded on the worker's backend.
 #[wasm_bindgen]
 pub struct Session {
-    model: Gpt2,
-    tokenizer: Gpt2Tokenizer,
+    pub(crate) model: Gpt2,
+    pub(crate) tokenizer: Gpt2Tokenizer,
+    budget: Budget,
 }
 
 #[wasm_bindgen]
@@ -89,7 +94,15 @@ impl Session {
                 model.config.vocab_size
             )));
         }
-        Ok(Session { model, tokenizer })
+        // Bound each batched pass: its [rows, vocab] logits and activations must fit a binding.
+        let rows_by_logits = backend
+            .max_binding_bytes
+            .map_or(256, |b| (b / 4 / model.config.vocab_size as u64 / 2).clamp(1, 256) as usize);
+        let budget = Budget {
+            max_batch: rows_by_logits,
+            max_tokens: 4096,
+        };
+        Ok(Session { model, tokenizer, budget })
     }
 
     /// The model's shape.
@@ -132,6 +145,7 @@ impl Session {
             .map(|(id, prob)| Prediction {
                 id,
                 text: self.tokenizer.display(id),
+                raw: self.tokenizer.decode(&[id]).unwrap_or_default(),
                 prob,
             })
             .collect();
@@ -143,7 +157,11 @@ impl Session {
         serde_wasm_bindgen::to_value(&result).map_err(js_err)
     }
 
-    fn tokens(&self, ids: &[u32]) -> Vec<Token> {
+    pub(crate) fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    pub(crate) fn tokens(&self, ids: &[u32]) -> Vec<Token> {
         ids.iter()
             .map(|&id| Token {
                 id,
