@@ -133,8 +133,16 @@ function chosenModel() {
   return [{ kind: 'files', files }, { local: weights?.name ?? files[0].name }];
 }
 
+/** Cancels the running experiment, if any, and waits until it has stopped. */
+async function stopRun() {
+  if (!state.running) return;
+  await worker.call('cancel');
+  while (state.running) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
 async function loadModel() {
   say($('#model-error'), '');
+  await stopRun();
   $('#progress-text').textContent = '';
   const [request, model] = chosenModel();
   $('#load').disabled = true;
