@@ -3,8 +3,10 @@
 //! Every failure is printed as one clear line on stderr with exit status 1; nothing panics on
 //! bad input.
 
+mod circuit;
 mod logits;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ enum Command {
     Run(run::RunArgs),
     /// Times forward passes (a benchmark, not a test): prints JSON with per-pass milliseconds.
     BenchForward(logits::BenchArgs),
+    /// Trains a small GPT-2 on IOI and greater-than (CPU, seeded) and measures its IOI circuit.
+    Train(train::TrainArgs),
 }
 
 /// Where the model runs.
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Logits(args) => logits::run(args),
         Command::Run(args) => run::run(args),
         Command::BenchForward(args) => logits::bench(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
