@@ -18,7 +18,8 @@ fn backend_err(e: impl std::fmt::Debug) -> PatchingError {
     PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}")))
 }
 
-/// The attributed effect of each patch, in the units of the chosen (normalized) effect.
+/// The attributed effect of each patch, in the units of the chosen (normalized) effect,
+/// averaged over the prompts of `runs`.
 pub async fn attribution(
     model: &Gpt2,
     runs: &PromptRuns,
@@ -62,18 +63,27 @@ pub async fn attribution(
         )?);
     }
     let logits = model.forward(
-        &vec![base.tokens.clone(); base.rows],
+        &base.tokens,
         &mut Hooks::none().with_interventions(&interventions),
         LogitsAt::Last,
     )?;
     let [rows, _, vocab] = logits.dims();
-    let m = runs.scorer.m_tensor(kind, logits.reshape([rows, vocab])).mean();
-    let scale = if normalized {
-        runs.baselines.span(kind)
-    } else {
-        1.0
-    };
-    let grads = (m / scale).backward();
+    // The mean over rows of each row's M, over its prompt's normalizer when normalized: the
+    // attributed effects then average over the prompts, as exact effects do.
+    let samples = runs.baselines.samples;
+    let weights: Vec<f32> = (0..rows)
+        .map(|row| {
+            let scale = if normalized {
+                runs.baselines.span(kind, row / samples)
+            } else {
+                1.0
+            };
+            (1.0 / (scale * rows as f64)) as f32
+        })
+        .collect();
+    let weights = Tensor::<1>::from_data(TensorData::new(weights, [rows]), &model.device());
+    let m = (runs.scorer.m_tensor(kind, logits.reshape([rows, vocab])) * weights).sum();
+    let grads = m.backward();
 
     // (source - base) × gradient, summed over rows (noise samples), per hook.
     let mut products: BTreeMap<HookPoint, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
@@ -96,8 +106,6 @@ pub async fn attribution(
         products.insert(hook, (dims, values));
     }
 
-    // With noise on the source side only (GN noising), the effect averages over its samples.
-    let per_sample = base.rows as f64 / runs.rows() as f64;
     Ok(patches
         .iter()
         .map(|patch| {
@@ -115,7 +123,6 @@ pub async fn attribution(
                     )
                 })
                 .sum::<f64>()
-                * per_sample
         })
         .collect())
 }

@@ -8,7 +8,7 @@ use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, ModelError};
 
 use crate::corruption::{embedding_std, gaussian_noise, noise_tensor, str_pair};
 use crate::path::{self, PathSweep};
-use crate::run::Corrupted;
+use crate::run::{Corrupted, PromptInput};
 use crate::{
     AttributionContrast, Budget, Component, Corruption, Detection, ExperimentSpec, GaussianNoise, Grid,
     MetricKind, NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results, RunSummary,
@@ -30,8 +30,10 @@ pub struct RunOptions {
 pub struct Progress {
     pub done: usize,
     pub total: usize,
-    /// What is running: `"prompt 2/4"`, `"attribution"`, ...
+    /// What is running: `"prompts 1–8 of 100"`, `"patching"`, ...
     pub stage: String,
+    /// After each group of prompts: the mean effect grid over the prompts done so far.
+    pub partial: Option<Vec<f64>>,
 }
 
 /// Told of progress between batches; answers whether to go on.
@@ -296,53 +298,82 @@ pub async fn run_experiment(
 
     let noise_settings = noise_level(model, tokenizer, spec, &prepared).await?;
 
+    // Prompts run together, as many as leave room for several variants in each batched pass.
+    let samples = match &spec.corruption {
+        Corruption::Gn(gn) => gn.samples,
+        Corruption::Str => 1,
+    };
+    let chunk = (options.budget.max_batch / (4 * samples)).clamp(1, prepared.len());
+    let chunks = prepared.len().div_ceil(chunk);
     let cells = plan.axes.iter().map(|a| a.labels.len()).product::<usize>();
-    let per_prompt_work =
-        cells + single.as_ref().map_or(0, |s| s.patches.len()) + usize::from(spec.attribution);
-    let total = per_prompt_work * prepared.len();
+    let per_chunk = cells + single.as_ref().map_or(0, |s| s.patches.len()) + usize::from(spec.attribution);
+    let total = per_chunk * chunks;
     let mut done = 0;
 
-    let mut effects = Vec::new();
-    let mut raws = Vec::new();
-    let mut singles = Vec::new();
-    let mut attributions = Vec::new();
+    // Per prompt: effects, raw values, single-layer effects; attribution per chunk, weighted.
+    let mut effects: Vec<Vec<f64>> = Vec::new();
+    let mut raws: Vec<Vec<f64>> = Vec::new();
+    let mut singles: Vec<Vec<f64>> = Vec::new();
+    let mut attribution_sum: Option<Vec<f64>> = None;
     let mut summaries = Vec::new();
-    for (i, prompt) in prepared.iter().enumerate() {
-        let stage = format!("prompt {}/{}", i + 1, prepared.len());
-        let corrupted = corrupted_input(
-            model,
-            spec,
-            prompt,
-            i,
-            noise_settings.as_ref(),
-            options.noise.as_deref(),
-        );
-        let runs = PromptRuns::new(
-            model,
-            &prompt.clean,
-            corrupted,
-            prompt.answer,
-            prompt.counter,
-            &hooks,
-        )
-        .await?;
-        let effect = |rows: &[Reading]| {
-            runs.baselines
-                .effect(kind, spec.direction, spec.metric.normalized, rows)
+    for (c, group) in prepared.chunks(chunk).enumerate() {
+        let first = c * chunk;
+        let stage = if prepared.len() == 1 {
+            "patching".to_string()
+        } else {
+            format!(
+                "prompts {}–{} of {}",
+                first + 1,
+                first + group.len(),
+                prepared.len()
+            )
         };
-        let raw = |rows: &[Reading]| rows.iter().map(|r| kind.raw(r)).sum::<f64>() / rows.len() as f64;
+        let inputs = group
+            .iter()
+            .enumerate()
+            .map(|(k, p)| PromptInput {
+                clean: p.clean.clone(),
+                corrupted: corrupted_input(
+                    model,
+                    spec,
+                    p,
+                    first + k,
+                    noise_settings.as_ref(),
+                    options.noise.as_deref(),
+                ),
+                answer: p.answer,
+                counter: p.counter,
+            })
+            .collect();
+        let runs = PromptRuns::new(model, inputs, &hooks).await?;
+        let baselines = &runs.baselines;
+        // One value per prompt of the group and per patch, from each patch's readings.
+        let per_prompt = |readings: &[Vec<Reading>], f: &dyn Fn(usize, &[Reading]) -> f64| -> Vec<Vec<f64>> {
+            (0..group.len())
+                .map(|k| {
+                    readings
+                        .iter()
+                        .map(|rows| f(k, &rows[baselines.rows_of(k)]))
+                        .collect()
+                })
+                .collect()
+        };
+        let effect = |k: usize, rows: &[Reading]| {
+            baselines.effect(kind, spec.direction, spec.metric.normalized, k, rows)
+        };
+        let raw =
+            |_: usize, rows: &[Reading]| rows.iter().map(|r| kind.raw(r)).sum::<f64>() / rows.len() as f64;
 
         let readings = if let Some(receivers) = &receivers {
             let mut sweep = PathSweep::new(model, &runs, spec.direction, receivers.clone());
             while sweep.step().await? {
-                if !observer
-                    .progress(&Progress {
-                        done: done + sweep.done(),
-                        total,
-                        stage: stage.clone(),
-                    })
-                    .await
-                {
+                let progress = Progress {
+                    done: done + sweep.done(),
+                    total,
+                    stage: stage.clone(),
+                    partial: None,
+                };
+                if !observer.progress(&progress).await {
                     return Err(PatchingError::Cancelled);
                 }
             }
@@ -354,38 +385,44 @@ pub async fn run_experiment(
             )
             .await?
         };
-        effects.push(readings.iter().map(|r| effect(r)).collect::<Vec<f64>>());
-        raws.push(readings.iter().map(|r| raw(r)).collect::<Vec<f64>>());
-
+        effects.extend(per_prompt(&readings, &effect));
+        raws.extend(per_prompt(&readings, &raw));
         if let Some(single) = &single {
             let readings = sweep(
                 model, &runs, spec, single, options, observer, &mut done, total, &stage,
             )
             .await?;
-            singles.push(readings.iter().map(|r| effect(r)).collect::<Vec<f64>>());
+            singles.extend(per_prompt(&readings, &effect));
         }
         if spec.attribution {
-            attributions.push(attribute(model, &runs, spec, &plan).await?);
-            done += 1;
-            if !observer
-                .progress(&Progress {
-                    done,
-                    total,
-                    stage: "attribution".into(),
-                })
-                .await
-            {
-                return Err(PatchingError::Cancelled);
+            let chunk_mean = attribute(model, &runs, spec, &plan).await?;
+            let sum = attribution_sum.get_or_insert_with(|| vec![0.0; chunk_mean.len()]);
+            for (s, v) in sum.iter_mut().zip(&chunk_mean) {
+                *s += v * group.len() as f64;
             }
+            done += 1;
         }
-        summaries.push(PromptSummary {
-            tokens: prompt.clean.iter().map(|&id| tokenizer.display(id)).collect(),
-            corrupted_positions: prompt.corrupted_positions.clone(),
-            answer: prompt.answer,
-            counter_answer: prompt.counter,
-            clean: summary(kind, &runs.baselines.clean),
-            corrupted: summary(kind, &runs.baselines.corrupted),
-        });
+        for (k, prompt) in group.iter().enumerate() {
+            let rows = baselines.rows_of(k);
+            summaries.push(PromptSummary {
+                tokens: prompt.clean.iter().map(|&id| tokenizer.display(id)).collect(),
+                corrupted_positions: prompt.corrupted_positions.clone(),
+                answer: prompt.answer,
+                counter_answer: prompt.counter,
+                clean: summary(kind, &baselines.clean[rows.clone()]),
+                corrupted: summary(kind, &baselines.corrupted[rows]),
+            });
+        }
+        // Results stream in: the mean so far, after each group of prompts.
+        let progress = Progress {
+            done,
+            total,
+            stage,
+            partial: Some(compare::mean_sd(&effects).0),
+        };
+        if !observer.progress(&progress).await {
+            return Err(PatchingError::Cancelled);
+        }
     }
 
     let shape = plan.shape();
@@ -408,8 +445,8 @@ pub async fn run_experiment(
         }
         _ => None,
     };
-    let attribution = (!attributions.is_empty()).then(|| {
-        let (grid, _) = compare::mean_sd(&attributions);
+    let attribution = attribution_sum.map(|sum| {
+        let grid: Vec<f64> = sum.iter().map(|s| s / prepared.len() as f64).collect();
         AttributionContrast {
             spearman: compare::spearman(&grid, &mean),
             grid: Grid::new(shape.clone(), grid),
@@ -470,6 +507,7 @@ async fn sweep(
             done: *done + sweep.done(),
             total,
             stage: stage.to_string(),
+            partial: None,
         };
         if !observer.progress(&progress).await {
             return Err(PatchingError::Cancelled);

@@ -6,7 +6,7 @@ use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt};
 use serde::Serialize;
 
 use crate::experiment::{corrupted_input, noise_level, prepare};
-use crate::run::noise_intervention;
+use crate::run::{PromptInput, noise_intervention};
 use crate::sweep::interventions;
 use crate::{Component, ExperimentSpec, PatchingError, PromptRuns};
 
@@ -72,22 +72,20 @@ pub async fn head_patterns(
     let corrupted = corrupted_input(model, spec, prompt, 0, noise.as_ref(), None);
     let mut hooks: Vec<HookPoint> = patch.edits.iter().map(|e| e.hook).collect();
     hooks.push(HookPoint::Pattern(layer));
-    let runs = PromptRuns::new(
-        model,
-        &prompt.clean,
+    let input = PromptInput {
+        clean: prompt.clean.clone(),
         corrupted,
-        prompt.answer,
-        prompt.counter,
-        &hooks,
-    )
-    .await?;
+        answer: prompt.answer,
+        counter: prompt.counter,
+    };
+    let runs = PromptRuns::new(model, vec![input], &hooks).await?;
     let base = runs.base(spec.direction);
     let rows = runs.rows();
     let mut edits = noise_intervention(base.noise.clone(), rows)?;
     edits.extend(interventions(runs.source(spec.direction), &[patch], rows)?);
     let mut cache = patchbay_model::ActivationCache::new([HookPoint::Pattern(layer)]);
     model.forward(
-        &vec![base.tokens.clone(); rows],
+        &base.tokens,
         &mut Hooks::none().with_interventions(&edits).with_cache(&mut cache),
         LogitsAt::Last,
     )?;

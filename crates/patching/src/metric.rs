@@ -93,41 +93,67 @@ pub fn logits_to_logit_diff(logits: Tensor<2>, answer: u32, counter: u32) -> Ten
     (pick(answer) - pick(counter)).squeeze_dim(1)
 }
 
-/// Reads logits against one prompt's answers and clean distribution.
+/// Reads logits against each row's answers and clean distribution. A batch of patched runs
+/// holds `variants` copies of the scorer's rows (prompts × noise samples), variant-major.
 #[derive(Clone, Debug)]
 pub struct Scorer {
-    pub answer: u32,
-    /// r' (or r again when the metric needs none).
-    pub counter: u32,
-    /// log P_clean, `[1, vocab]`.
+    /// r per row.
+    pub answers: Vec<u32>,
+    /// r' per row (r again when the metric needs none).
+    pub counters: Vec<u32>,
+    /// log P_clean per row, `[rows, vocab]`.
     clean_logprobs: Tensor<2>,
 }
 
 impl Scorer {
-    /// `clean_logits`: the clean run's last-position logits, `[1, vocab]`.
-    pub fn new(answer: u32, counter: Option<u32>, clean_logits: Tensor<2>) -> Self {
+    /// `clean_logits`: the clean run's last-position logits, `[rows, vocab]`, one row per entry
+    /// of `answers` and `counters`.
+    pub fn new(answers: Vec<u32>, counters: Vec<Option<u32>>, clean_logits: Tensor<2>) -> Self {
+        let counters = counters
+            .iter()
+            .zip(&answers)
+            .map(|(c, a)| c.unwrap_or(*a))
+            .collect();
         Scorer {
-            answer,
-            counter: counter.unwrap_or(answer),
+            answers,
+            counters,
             clean_logprobs: log_softmax(clean_logits, 1),
         }
+    }
+
+    fn rows(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// `[batch, 1]` indices of `ids`, repeated for every variant of the batch.
+    fn ids(&self, ids: &[u32], batch: usize, device: &Device) -> Tensor<2, Int> {
+        let tiled: Vec<i64> = ids.iter().map(|&id| id as i64).cycle().take(batch).collect();
+        Tensor::from_data(TensorData::new(tiled, [batch, 1]), device)
+    }
+
+    fn clean_rows(&self, batch: usize) -> Tensor<2> {
+        self.clean_logprobs.clone().repeat_dim(0, batch / self.rows())
     }
 
     /// The readings of last-position logits `[batch, vocab]`, computed on the device:
     /// `[batch, 5]` = (logit r, logit r', log P(r), KL(P_cl ‖ P), P(r')).
     pub fn readings(&self, logits: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = logits.dims();
         let device = logits.device();
-        let ids = Tensor::<1, Int>::from_data([self.answer as i64, self.counter as i64], &device);
+        let (r, rp) = (
+            self.ids(&self.answers, batch, &device),
+            self.ids(&self.counters, batch, &device),
+        );
         let logprobs = log_softmax(logits.clone(), 1);
-        let picked = logits.select(1, ids.clone());
-        let picked_lp = logprobs.clone().select(1, ids);
-        let kl = (self.clean_logprobs.clone().exp() * (self.clean_logprobs.clone() - logprobs)).sum_dim(1);
+        let clean = self.clean_rows(batch);
+        let kl = (clean.clone().exp() * (clean - logprobs.clone())).sum_dim(1);
         Tensor::cat(
             vec![
-                picked,
-                picked_lp.clone().narrow(1, 0, 1),
+                logits.clone().gather(1, r.clone()),
+                logits.gather(1, rp.clone()),
+                logprobs.clone().gather(1, r),
                 kl,
-                picked_lp.narrow(1, 1, 1).exp(),
+                logprobs.gather(1, rp).exp(),
             ],
             1,
         )
@@ -135,15 +161,18 @@ impl Scorer {
 
     /// Reads `readings` back to the host (asynchronously: the browser cannot block).
     pub async fn read(&self, logits: Tensor<2>) -> Result<Vec<Reading>, PatchingError> {
+        let backend = |e: &dyn std::fmt::Debug| {
+            PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}")))
+        };
         let data = self
             .readings(logits)
             .into_data_async()
             .await
-            .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?;
+            .map_err(|e| backend(&e))?;
         let values: Vec<f32> = data
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?;
+            .map_err(|e| backend(&e))?;
         Ok(values
             .chunks_exact(5)
             .map(|v| Reading {
@@ -158,16 +187,18 @@ impl Scorer {
 
     /// M of each row, differentiable (attribution patching): `[batch]`.
     pub fn m_tensor(&self, kind: MetricKind, logits: Tensor<2>) -> Tensor<1> {
+        let [batch, _] = logits.dims();
+        let device = logits.device();
+        let r = self.ids(&self.answers, batch, &device);
         match kind {
-            MetricKind::LogitDiff => logits_to_logit_diff(logits, self.answer, self.counter),
-            MetricKind::Prob => {
-                let device = logits.device();
-                let id = Tensor::<1, Int>::from_data([self.answer as i64], &device);
-                log_softmax(logits, 1).select(1, id).exp().squeeze_dim(1)
+            MetricKind::LogitDiff => {
+                let rp = self.ids(&self.counters, batch, &device);
+                (logits.clone().gather(1, r) - logits.gather(1, rp)).squeeze_dim(1)
             }
+            MetricKind::Prob => log_softmax(logits, 1).gather(1, r).exp().squeeze_dim(1),
             MetricKind::Kl => {
                 let lp = log_softmax(logits, 1);
-                let clean = self.clean_logprobs.clone();
+                let clean = self.clean_rows(batch);
                 (clean.clone().exp() * (clean - lp))
                     .sum_dim(1)
                     .squeeze_dim(1)
@@ -177,12 +208,14 @@ impl Scorer {
     }
 }
 
-/// The clean and corrupted runs' readings: what every effect is measured against.
+/// The clean and corrupted runs' readings, one per row (prompt × noise sample, prompt-major):
+/// what every effect is measured against, prompt by prompt.
 #[derive(Clone, Debug)]
 pub struct Baselines {
     pub clean: Vec<Reading>,
-    /// One reading per noise sample (one for STR).
     pub corrupted: Vec<Reading>,
+    /// Rows per prompt (noise samples; 1 for STR).
+    pub samples: usize,
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -191,42 +224,59 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 impl Baselines {
-    /// Mean raw value of the clean run.
-    pub fn clean_raw(&self, kind: MetricKind) -> f64 {
-        mean(self.clean.iter().map(|r| kind.raw(r)))
+    /// Number of prompts.
+    pub fn prompts(&self) -> usize {
+        self.clean.len() / self.samples
     }
 
-    /// Mean raw value of the corrupted run(s).
-    pub fn corrupted_raw(&self, kind: MetricKind) -> f64 {
-        mean(self.corrupted.iter().map(|r| kind.raw(r)))
+    /// The rows of prompt `prompt`.
+    pub fn rows_of(&self, prompt: usize) -> std::ops::Range<usize> {
+        prompt * self.samples..(prompt + 1) * self.samples
     }
 
-    fn clean_m(&self, kind: MetricKind) -> f64 {
-        mean(self.clean.iter().map(|r| kind.m(r)))
+    /// Mean raw value of prompt `prompt`'s clean run.
+    pub fn clean_raw(&self, kind: MetricKind, prompt: usize) -> f64 {
+        mean(self.clean[self.rows_of(prompt)].iter().map(|r| kind.raw(r)))
     }
 
-    fn corrupted_m(&self, kind: MetricKind) -> f64 {
-        mean(self.corrupted.iter().map(|r| kind.m(r)))
+    /// Mean raw value of prompt `prompt`'s corrupted run(s).
+    pub fn corrupted_raw(&self, kind: MetricKind, prompt: usize) -> f64 {
+        mean(self.corrupted[self.rows_of(prompt)].iter().map(|r| kind.raw(r)))
+    }
+
+    fn clean_m(&self, kind: MetricKind, prompt: usize) -> f64 {
+        mean(self.clean[self.rows_of(prompt)].iter().map(|r| kind.m(r)))
+    }
+
+    fn corrupted_m(&self, kind: MetricKind, prompt: usize) -> f64 {
+        mean(self.corrupted[self.rows_of(prompt)].iter().map(|r| kind.m(r)))
     }
 
     /// M of the run that is patched.
-    pub fn base_m(&self, kind: MetricKind, direction: Direction) -> f64 {
+    pub fn base_m(&self, kind: MetricKind, direction: Direction, prompt: usize) -> f64 {
         match direction {
-            Direction::Denoising => self.corrupted_m(kind),
-            Direction::Noising => self.clean_m(kind),
+            Direction::Denoising => self.corrupted_m(kind, prompt),
+            Direction::Noising => self.clean_m(kind, prompt),
         }
     }
 
-    /// M_clean - M_corrupted, the normalizer.
-    pub fn span(&self, kind: MetricKind) -> f64 {
-        self.clean_m(kind) - self.corrupted_m(kind)
+    /// M_clean - M_corrupted of one prompt, the normalizer.
+    pub fn span(&self, kind: MetricKind, prompt: usize) -> f64 {
+        self.clean_m(kind, prompt) - self.corrupted_m(kind, prompt)
     }
 
-    /// A patched run's effect from its rows' readings (averaged over rows).
-    pub fn effect(&self, kind: MetricKind, direction: Direction, normalized: bool, rows: &[Reading]) -> f64 {
-        let effect = mean(rows.iter().map(|r| kind.m(r))) - self.base_m(kind, direction);
+    /// A patched run's effect on prompt `prompt` from that prompt's rows' readings.
+    pub fn effect(
+        &self,
+        kind: MetricKind,
+        direction: Direction,
+        normalized: bool,
+        prompt: usize,
+        rows: &[Reading],
+    ) -> f64 {
+        let effect = mean(rows.iter().map(|r| kind.m(r))) - self.base_m(kind, direction, prompt);
         if normalized {
-            effect / self.span(kind)
+            effect / self.span(kind, prompt)
         } else {
             effect
         }

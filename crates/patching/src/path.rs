@@ -157,7 +157,7 @@ impl<'a> PathSweep<'a> {
                 .cache
                 .stream(HookPoint::ResidPre(l))?
                 .narrow(1, offset, len - offset);
-            Ok(tile(t, base.rows, n_head, rows))
+            Ok(tile(t, n_head))
         };
 
         let Receivers::Heads {
@@ -178,7 +178,7 @@ impl<'a> PathSweep<'a> {
 
         // Receivers after the sender's layer see its change; the others are unaffected.
         let later: Vec<[usize; 2]> = heads.iter().copied().filter(|[l, _]| *l > layer).collect();
-        let unaffected = || tile(base.last_logits.clone(), base.rows, n_head, rows);
+        let unaffected = || tile(base.last_logits.clone(), n_head);
         let Some(first) = later.iter().map(|[l, _]| *l).min() else {
             return Ok(unaffected());
         };
@@ -213,7 +213,7 @@ impl<'a> PathSweep<'a> {
                 recorded
             } else {
                 let before = base.cache.per_head(hook)?.narrow(1, 0, offset);
-                Tensor::cat(vec![tile(before, base.rows, n_head, rows), recorded], 1)
+                Tensor::cat(vec![tile(before, n_head), recorded], 1)
             };
             let selection = Some(Selection {
                 positions: receiver_positions.clone(),

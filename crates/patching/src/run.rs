@@ -1,6 +1,10 @@
-//! The clean and corrupted runs of one prompt, cached once and reused by every patch: the
-//! activations patches copy, the residual streams and keys/values patched runs start from, and
-//! the baseline metrics effects are measured against.
+//! The clean and corrupted runs of a batch of prompts, cached once and reused by every patch:
+//! the activations patches copy, the residual streams and keys/values patched runs start from,
+//! and the baseline metrics effects are measured against.
+//!
+//! Both runs have one row per prompt and noise sample (prompt-major: row `p * samples + s`);
+//! under STR there is one sample, and under GN the clean run repeats each prompt so that every
+//! row of one run lines up with the same row of the other.
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{
@@ -9,10 +13,11 @@ use patchbay_model::{
 
 use crate::{Baselines, Direction, PatchingError, Reading, Scorer};
 
-/// One cached forward pass over `rows` copies of a prompt (noise samples for GN).
+/// One cached forward pass over `rows` token sequences.
 #[derive(Debug)]
 pub struct CachedRun {
-    pub tokens: Vec<u32>,
+    /// Tokens of each row.
+    pub tokens: Vec<Vec<u32>>,
     /// GN's addend at `hook_embed`, `[rows, len, d_model]`.
     pub noise: Option<Tensor<3>>,
     pub rows: usize,
@@ -21,18 +26,18 @@ pub struct CachedRun {
 }
 
 impl CachedRun {
-    /// Runs `tokens` (`rows` times when there is noise) and records `hooks`.
+    /// Runs `tokens` (one sequence per row) with optional noise and records `hooks`.
     pub fn execute(
         model: &Gpt2,
-        tokens: &[u32],
+        tokens: Vec<Vec<u32>>,
         noise: Option<Tensor<3>>,
         hooks: impl IntoIterator<Item = HookPoint>,
     ) -> Result<Self, PatchingError> {
-        let rows = noise.as_ref().map_or(1, |n| n.dims()[0]);
+        let rows = tokens.len();
         let interventions = noise_intervention(noise.clone(), rows)?;
         let mut cache = ActivationCache::new(hooks);
         let logits = model.forward(
-            &vec![tokens.to_vec(); rows],
+            &tokens,
             &mut Hooks::none()
                 .with_interventions(&interventions)
                 .with_cache(&mut cache),
@@ -40,7 +45,7 @@ impl CachedRun {
         )?;
         let vocab = logits.dims()[2];
         Ok(CachedRun {
-            tokens: tokens.to_vec(),
+            tokens,
             noise,
             rows,
             cache,
@@ -68,52 +73,83 @@ pub(crate) fn noise_intervention(
         .collect()
 }
 
-/// The two runs of one prompt and what they measure.
+/// How a prompt's corrupted run is made.
+pub enum Corrupted {
+    /// STR: other tokens.
+    Tokens(Vec<u32>),
+    /// GN: the clean tokens plus `noise` (`[samples, len, d_model]`) at `hook_embed`, zero before
+    /// `first_position`.
+    Noise { noise: Tensor<3>, first_position: usize },
+}
+
+/// One prompt of a batch: its tokens, corruption and answers.
+pub struct PromptInput {
+    pub clean: Vec<u32>,
+    pub corrupted: Corrupted,
+    pub answer: u32,
+    pub counter: Option<u32>,
+}
+
+/// The two runs of a batch of prompts and what they measure.
 #[derive(Debug)]
 pub struct PromptRuns {
     pub clean: CachedRun,
     pub corrupted: CachedRun,
-    /// The first position whose activations can differ between the runs: before it, by
-    /// causality, they are identical, and patching there changes nothing.
+    /// The first position whose activations can differ between the runs of any prompt: before
+    /// it, by causality, they are identical, and patching there changes nothing.
     pub first_diff: usize,
     pub scorer: Scorer,
     pub baselines: Baselines,
 }
 
 impl PromptRuns {
-    /// Runs and caches the clean prompt and its corruption (STR tokens, or the clean tokens with
-    /// GN noise), recording `hooks` in both.
+    /// Runs and caches the clean prompts and their corruptions (all of one length, all STR or
+    /// all GN with the same number of samples), recording `hooks` in both.
     pub async fn new(
         model: &Gpt2,
-        clean_tokens: &[u32],
-        corrupted: Corrupted,
-        answer: u32,
-        counter: Option<u32>,
+        prompts: Vec<PromptInput>,
         hooks: &[HookPoint],
     ) -> Result<Self, PatchingError> {
-        let clean = CachedRun::execute(model, clean_tokens, None, hooks.iter().copied())?;
-        let (corrupted, first_diff) = match corrupted {
-            Corrupted::Tokens(tokens) => {
-                let first = (0..tokens.len())
-                    .find(|&i| tokens[i] != clean_tokens[i])
-                    .unwrap_or(tokens.len());
-                (
-                    CachedRun::execute(model, &tokens, None, hooks.iter().copied())?,
-                    first,
-                )
-            }
-            Corrupted::Noise {
-                noise,
-                first_position,
-            } => (
-                CachedRun::execute(model, clean_tokens, Some(noise), hooks.iter().copied())?,
-                first_position,
-            ),
+        let samples = match &prompts[0].corrupted {
+            Corrupted::Noise { noise, .. } => noise.dims()[0],
+            Corrupted::Tokens(_) => 1,
         };
-        let scorer = Scorer::new(answer, counter, clean.last_logits.clone());
+        let repeat = |p: &PromptInput| vec![p.clean.clone(); samples];
+        let clean_tokens: Vec<Vec<u32>> = prompts.iter().flat_map(repeat).collect();
+        let mut first_diff = usize::MAX;
+        let mut noises = Vec::new();
+        let mut corrupted_tokens = Vec::new();
+        for p in &prompts {
+            match &p.corrupted {
+                Corrupted::Tokens(tokens) => {
+                    let first = (0..tokens.len())
+                        .find(|&i| tokens[i] != p.clean[i])
+                        .unwrap_or(tokens.len());
+                    first_diff = first_diff.min(first);
+                    corrupted_tokens.push(tokens.clone());
+                }
+                Corrupted::Noise {
+                    noise,
+                    first_position,
+                } => {
+                    first_diff = first_diff.min(*first_position);
+                    noises.push(noise.clone());
+                    corrupted_tokens.extend(repeat(p));
+                }
+            }
+        }
+        let noise = (!noises.is_empty()).then(|| Tensor::cat(noises, 0));
+        let clean = CachedRun::execute(model, clean_tokens, None, hooks.iter().copied())?;
+        let corrupted = CachedRun::execute(model, corrupted_tokens, noise, hooks.iter().copied())?;
+        let per_row = |f: &dyn Fn(&PromptInput) -> Option<u32>| -> Vec<Option<u32>> {
+            prompts.iter().flat_map(|p| vec![f(p); samples]).collect()
+        };
+        let answers = per_row(&|p| Some(p.answer)).into_iter().flatten().collect();
+        let scorer = Scorer::new(answers, per_row(&|p| p.counter), clean.last_logits.clone());
         let baselines = Baselines {
             clean: scorer.read(clean.last_logits.clone()).await?,
             corrupted: scorer.read(corrupted.last_logits.clone()).await?,
+            samples,
         };
         Ok(PromptRuns {
             clean,
@@ -148,22 +184,13 @@ impl PromptRuns {
         }
     }
 
-    /// Rows of a patched run: noise samples, whichever run carries them.
+    /// Rows of every run: prompts × noise samples.
     pub fn rows(&self) -> usize {
-        self.clean.rows.max(self.corrupted.rows)
+        self.clean.rows
     }
 
     /// Prompt length.
     pub fn len(&self) -> usize {
-        self.clean.tokens.len()
+        self.clean.tokens[0].len()
     }
-}
-
-/// How the corrupted run of a prompt is made.
-pub enum Corrupted {
-    /// STR: other tokens.
-    Tokens(Vec<u32>),
-    /// GN: the clean tokens plus `noise` (`[samples, len, d_model]`) at `hook_embed`, zero before
-    /// `first_position`.
-    Noise { noise: Tensor<3>, first_position: usize },
 }

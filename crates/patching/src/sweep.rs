@@ -183,12 +183,7 @@ impl<'a> Sweep<'a> {
         let rows = self.runs.rows();
         let len = self.runs.len();
         let resid = base.cache.stream(HookPoint::ResidPre(batch.layer))?;
-        let resid = tile(
-            resid.narrow(1, batch.offset, len - batch.offset),
-            base.rows,
-            variants,
-            rows,
-        );
+        let resid = tile(resid.narrow(1, batch.offset, len - batch.offset), variants);
         let prefix = prefix(self.model, base, batch.layer, batch.offset, variants)?;
         let patches: Vec<&Patch> = batch.patches.iter().map(|&i| &self.patches[i]).collect();
         let interventions = interventions(source, &patches, rows)?;
@@ -210,7 +205,7 @@ impl<'a> Sweep<'a> {
         let mut interventions = noise_intervention(base.noise.clone(), rows)?;
         interventions.extend(self.interventions_for(source, patch, rows)?);
         let logits = self.model.forward(
-            &vec![base.tokens.clone(); rows],
+            &base.tokens,
             &mut Hooks::none().with_interventions(&interventions),
             LogitsAt::Last,
         )?;
@@ -253,14 +248,19 @@ fn flatten_last(logits: Tensor<3>) -> Tensor<2> {
     logits.reshape([rows, vocab])
 }
 
-/// A run's tensor (batch 1, or one row per noise sample) repeated for `variants` variants of
-/// `rows` rows each: row `v * rows + s` holds sample `s`.
-pub(crate) fn tile<const D: usize>(t: Tensor<D>, run_rows: usize, variants: usize, rows: usize) -> Tensor<D> {
-    if run_rows == 1 {
-        t.repeat_dim(0, variants * rows)
+/// A run's tensor (one row per prompt and sample) repeated for `variants` variants: row
+/// `v * rows + r` of the batch holds the run's row `r`.
+pub(crate) fn tile<const D: usize>(t: Tensor<D>, variants: usize) -> Tensor<D> {
+    if variants == 1 {
+        t
     } else {
         t.repeat_dim(0, variants)
     }
+}
+
+/// Like [`tile`], but a single-row run stays one row, broadcast inside the model.
+fn shared<const D: usize>(t: Tensor<D>, run_rows: usize, variants: usize) -> Tensor<D> {
+    if run_rows == 1 { t } else { tile(t, variants) }
 }
 
 /// The base run's keys and values before `offset`, for layers from `layer` on.
@@ -280,13 +280,11 @@ pub(crate) fn prefix(
                 return Ok(None);
             }
             let cut = |hook| -> Result<Tensor<4>, PatchingError> {
-                let t = base.cache.per_head(hook)?.narrow(1, 0, offset);
-                // A single-row base broadcasts inside attention; noise samples must be tiled.
-                Ok(if base.rows == 1 {
-                    t
-                } else {
-                    t.repeat_dim(0, variants)
-                })
+                Ok(shared(
+                    base.cache.per_head(hook)?.narrow(1, 0, offset),
+                    base.rows,
+                    variants,
+                ))
             };
             Ok(Some((cut(HookPoint::K(l))?, cut(HookPoint::V(l))?)))
         })
@@ -320,9 +318,8 @@ pub(crate) fn interventions(
         .into_iter()
         .map(|(hook, selections)| {
             let values = match source.cache.get(hook)?.clone() {
-                Activation::Stream(t) if source.rows > 1 => Activation::Stream(t.repeat_dim(0, variants)),
-                Activation::PerHead(t) if source.rows > 1 => Activation::PerHead(t.repeat_dim(0, variants)),
-                shared => shared,
+                Activation::Stream(t) => Activation::Stream(shared(t, source.rows, variants)),
+                Activation::PerHead(t) => Activation::PerHead(shared(t, source.rows, variants)),
             };
             Ok(Intervention::new(hook, EditOp::Replace, values, &selections)?)
         })

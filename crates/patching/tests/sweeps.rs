@@ -214,3 +214,93 @@ fn progress_and_cancellation() {
     let again = run(&model, &tokenizer, &spec, &options);
     assert_eq!(again.grid, results.grid);
 }
+
+/// Prompts of a dataset run together in one batch; splitting them into groups of one (a tiny
+/// budget) gives the same per-prompt grids, mean and spread, under STR and GN. The mean also
+/// streams in: after each group, the observer gets the mean so far.
+#[test]
+fn prompts_batched_together_equal_prompts_run_one_by_one() {
+    use patchbay_patching::generate::{IoiCorruption, IoiOptions, ioi_prompts};
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let options = IoiOptions::new(IoiCorruption::S2).with_template(0);
+    let prompts: Vec<PromptPair> = ioi_prompts(&tokenizer, 5, 3, &options)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.pair)
+        .collect();
+    for corruption in [
+        Corruption::Str,
+        Corruption::Gn(GaussianNoise {
+            positions: vec![2, 4],
+            scale: 3.0,
+            samples: 3,
+            sigma_texts: None,
+        }),
+    ] {
+        let spec = ExperimentSpec {
+            version: 1,
+            model: ModelSource::Local("tests/fixtures/models/tiny".into()),
+            prepend_bos: true,
+            prompts: prompts.clone(),
+            corruption,
+            metric: MetricSpec {
+                kind: MetricKind::LogitDiff,
+                normalized: false,
+            },
+            direction: Direction::Denoising,
+            target: Target {
+                component: Component::Z,
+                positions: Choice::All,
+                heads: Choice::Each,
+                receivers: None,
+            },
+            window: None,
+            seed: 11,
+            attribution: true,
+        };
+        let together = run(&model, &tokenizer, &spec, &RunOptions::default());
+        let mut partials = 0;
+        let one_by_one = pollster::block_on(patchbay_patching::run_experiment(
+            &model,
+            &tokenizer,
+            &spec,
+            &RunOptions {
+                budget: Budget {
+                    max_batch: 4,
+                    max_tokens: 4096,
+                },
+                ..Default::default()
+            },
+            &mut |p: &patchbay_patching::Progress| {
+                partials += usize::from(p.partial.is_some());
+                true
+            },
+        ))
+        .unwrap();
+        assert_eq!(partials, 5, "a partial mean after each prompt");
+        assert_eq!(together.prompt_grids.len(), 5);
+        for (a, b) in together.prompt_grids.iter().zip(&one_by_one.prompt_grids) {
+            assert!(
+                max_abs_diff(&a.values, &b.values) <= 1e-4,
+                "{:?}",
+                spec.corruption
+            );
+        }
+        assert!(
+            max_abs_diff(
+                &together.sd_grid.as_ref().unwrap().values,
+                &one_by_one.sd_grid.as_ref().unwrap().values
+            ) <= 1e-4
+        );
+        let (a, b) = (together.attribution.unwrap(), one_by_one.attribution.unwrap());
+        assert!(max_abs_diff(&a.grid.values, &b.grid.values) <= 1e-4);
+        for (a, b) in together.prompts.iter().zip(&one_by_one.prompts) {
+            assert_eq!(
+                (a.answer, &a.corrupted_positions),
+                (b.answer, &b.corrupted_positions)
+            );
+            assert!((a.clean.metric - b.clean.metric).abs() <= 1e-4);
+            assert!((a.corrupted.metric - b.corrupted.metric).abs() <= 1e-4);
+        }
+    }
+}

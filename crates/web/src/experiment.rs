@@ -3,7 +3,9 @@
 //! `field` naming the control at fault.
 
 use js_sys::{Function, Promise, Reflect};
-use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment};
+use patchbay_patching::{
+    ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment,
+};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -42,10 +44,18 @@ struct JsObserver(Function);
 
 impl Observer for JsObserver {
     async fn progress(&mut self, p: &Progress) -> bool {
-        let answer = self.0.call3(&JsValue::NULL, &p.done.into(), &p.total.into(), &p.stage.clone().into());
+        let answer = self.0.call3(
+            &JsValue::NULL,
+            &p.done.into(),
+            &p.total.into(),
+            &p.stage.clone().into(),
+        );
         match answer {
             Ok(value) => match value.dyn_into::<Promise>() {
-                Ok(promise) => JsFuture::from(promise).await.map(|v| v.is_truthy()).unwrap_or(false),
+                Ok(promise) => JsFuture::from(promise)
+                    .await
+                    .map(|v| v.is_truthy())
+                    .unwrap_or(false),
                 Err(value) => value.is_truthy(),
             },
             Err(_) => false,
@@ -90,11 +100,18 @@ impl Session {
 
     /// A head's attention pattern in the clean, corrupted and patched runs of one grid cell.
     #[wasm_bindgen(js_name = headPatterns)]
-    pub async fn head_patterns(&self, spec_json: String, cell: usize, layer: usize, head: usize) -> Result<String, JsValue> {
+    pub async fn head_patterns(
+        &self,
+        spec_json: String,
+        cell: usize,
+        layer: usize,
+        head: usize,
+    ) -> Result<String, JsValue> {
         let spec = parse(&spec_json)?;
-        let patterns = patchbay_patching::inspect::head_patterns(&self.model, &self.tokenizer, &spec, cell, layer, head)
-            .await
-            .map_err(field_error)?;
+        let patterns =
+            patchbay_patching::inspect::head_patterns(&self.model, &self.tokenizer, &spec, cell, layer, head)
+                .await
+                .map_err(field_error)?;
         serde_json::to_string(&patterns).map_err(|e| JsError::new(&e.to_string()).into())
     }
 }

@@ -22,7 +22,13 @@ struct Drawn {
 
 /// Draws a grid (nested arrays) with its axes as an SVG heatmap scaled to ±`limit`.
 #[wasm_bindgen(js_name = renderHeatmap)]
-pub fn render_heatmap(grid_json: &str, axes_json: &str, title: &str, value_label: &str, limit: f64) -> Result<JsValue, JsValue> {
+pub fn render_heatmap(
+    grid_json: &str,
+    axes_json: &str,
+    title: &str,
+    value_label: &str,
+    limit: f64,
+) -> Result<JsValue, JsValue> {
     let grid: Grid = serde_json::from_str(grid_json).map_err(json_err)?;
     let axes: Vec<Axis> = serde_json::from_str(axes_json).map_err(json_err)?;
     if axes.iter().map(|a| a.labels.len()).collect::<Vec<_>>() != grid.shape {
@@ -56,12 +62,18 @@ pub fn compare_grids(a_json: &str, b_json: &str, k: usize) -> Result<JsValue, Js
     let a: Grid = serde_json::from_str(a_json).map_err(json_err)?;
     let b: Grid = serde_json::from_str(b_json).map_err(json_err)?;
     if a.shape != b.shape {
-        return Err(json_err(format!("the grids have different shapes ({:?} and {:?})", a.shape, b.shape)));
+        return Err(json_err(format!(
+            "the grids have different shapes ({:?} and {:?})",
+            a.shape, b.shape
+        )));
     }
     let (top_a, top_b) = (compare::top_k(&a.values, k), compare::top_k(&b.values, k));
     let comparison = Comparison {
         spearman: compare::spearman(&a.values, &b.values),
-        difference: Grid::new(a.shape.clone(), a.values.iter().zip(&b.values).map(|(x, y)| x - y).collect()),
+        difference: Grid::new(
+            a.shape.clone(),
+            a.values.iter().zip(&b.values).map(|(x, y)| x - y).collect(),
+        ),
         jaccard: compare::jaccard(&top_a, &top_b),
         top_a,
         top_b,

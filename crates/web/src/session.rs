@@ -95,14 +95,18 @@ impl Session {
             )));
         }
         // Bound each batched pass: its [rows, vocab] logits and activations must fit a binding.
-        let rows_by_logits = backend
-            .max_binding_bytes
-            .map_or(256, |b| (b / 4 / model.config.vocab_size as u64 / 2).clamp(1, 256) as usize);
+        let rows_by_logits = backend.max_binding_bytes.map_or(256, |b| {
+            (b / 4 / model.config.vocab_size as u64 / 2).clamp(1, 256) as usize
+        });
         let budget = Budget {
             max_batch: rows_by_logits,
             max_tokens: 4096,
         };
-        Ok(Session { model, tokenizer, budget })
+        Ok(Session {
+            model,
+            tokenizer,
+            budget,
+        })
     }
 
     /// The model's shape.
