@@ -27,8 +27,11 @@ cp -r "$pkg" dist/pkg
 rm dist/pkg/stamp
 cp index.html dist/
 cp -r web dist/web
-# The model the page opens on, and GPT-2's tokenizer for checkpoints that come without one.
-cp -r tests/fixtures/models/tiny dist/models/fixture
+# The models that ship with the app: the trained patchbay-ioi (the default) and the random test
+# fixture; and GPT-2's tokenizer, for checkpoints that come without one.
+mkdir -p dist/models/patchbay-ioi
+cp models/patchbay-ioi/{config.json,model.safetensors,tokenizer.json} dist/models/patchbay-ioi/
+cp -r tests/fixtures/models/tiny dist/models/tiny
 cp tests/fixtures/models/tiny/tokenizer.json dist/models/gpt2-tokenizer.json
 
 raw=$(stat -c %s dist/pkg/patchbay_web_bg.wasm)

@@ -7,21 +7,29 @@ import { Editor, clearErrors, showFieldError } from './editor.js';
 import { ResultsView } from './results.js';
 import { CompareView } from './compare.js';
 import { makeLink, readLink } from './share.js';
+import { LESSONS } from './lessons.js';
 
 /** GPT-2 small on the Hugging Face Hub. */
 const HUB_ID = 'openai-community/gpt2';
 const HUB_BASE = `https://huggingface.co/${HUB_ID}/resolve/main/`;
 /** Size of its model.safetensors, shown if the Hub does not say (HEAD blocked). */
 const HUB_WEIGHTS_BYTES = 548105171;
-/** The model that ships with the app, in models/<name>/. */
-const EMBEDDED = 'fixture';
-const EMBEDDED_BASE = new URL(`../models/${EMBEDDED}/`, import.meta.url).href;
-
 const params = new URLSearchParams(location.search);
+/**
+ * The models that ship with the app, in models/<name>/: patchbay-ioi (trained in the repo, the
+ * default) and tiny (the test fixture, `?model=tiny`).
+ */
+const SHIPPED = { 'patchbay-ioi': 'patchbay-ioi: 3 layers, trained on IOI (offline, 8 MB)', tiny: 'tiny: the random test model (offline, 3 MB)' };
+let EMBEDDED = SHIPPED[params.get('model')] ? params.get('model') : 'patchbay-ioi';
+const embeddedBase = () => new URL(`../models/${EMBEDDED}/`, import.meta.url).href;
 const worker = new WorkerClient(new URL('./worker.js', import.meta.url));
 
 /** State the end-to-end tests read. */
-const state = { backend: null, model: null, prediction: null, results: null, running: false, errors: [], runs: 0 };
+const state = { backend: null, model: null, prediction: null, results: null, running: false, errors: [], runs: 0, timings: {} };
+/** Milliseconds since the page started loading, for the page-load benchmark. */
+const mark = (name) => {
+  state.timings[name] ??= Math.round(performance.now());
+};
 window.patchbay = state;
 
 const editor = new Editor(worker, { onChange: (check) => onSpecChecked(check) });
@@ -29,6 +37,7 @@ const resultsView = new ResultsView(worker, {
   inspect: (what) => inspect(what),
   drawn: (geometry) => {
     state.heatmap = geometry;
+    mark('heatmap');
   },
 });
 const compareView = new CompareView(worker, (spec, label) => runSpec(spec, label));
@@ -69,6 +78,7 @@ async function startBackend() {
   const cap = params.get('bindingCap');
   const info = await worker.call('init', { useGpu, bindingCap: cap ? Number(cap) : null });
   state.backend = info;
+  mark('backend');
   $('#backend').textContent =
     info.kind === 'wgpu' ? `Running on ${info.description}` : `Running on the CPU (${info.description})`;
   $('#backend').dataset.kind = info.kind;
@@ -121,7 +131,7 @@ function folderOf(text) {
 /** The model the chosen source gives: the worker's request and the spec's `model`. */
 function chosenModel() {
   const kind = source();
-  if (kind === 'fixture') return [{ kind: 'folder', base: EMBEDDED_BASE }, { embedded: EMBEDDED }];
+  if (kind === 'fixture') return [{ kind: 'folder', base: embeddedBase() }, { embedded: EMBEDDED }];
   if (kind === 'hub') return [{ kind: 'folder', base: HUB_BASE }, { hub: HUB_ID }];
   if (kind === 'url') {
     const text = $('#model-url').value.trim();
@@ -151,6 +161,7 @@ async function loadModel() {
   try {
     const { info, origin } = await worker.call('load', { source: request });
     state.model = { ...info, source: model };
+    mark('model');
     predicted = null;
     editor.model = model;
     editor.modelReady = true;
@@ -281,6 +292,7 @@ async function runExperiment(confirmed = false) {
       return;
     }
     const results = await runSpec(spec);
+    mark('results');
     state.results = results;
     $('#share').disabled = false;
     await resultsView.show(results);
@@ -396,6 +408,73 @@ async function copyLink() {
   }
 }
 
+// ---------------------------------------------------------------- lessons
+
+let lesson = null;
+
+function lessonFromHash() {
+  const hash = new URLSearchParams(location.hash.replace(/^#/, ''));
+  if (!hash.has('lesson')) return null;
+  const n = Number(hash.get('lesson'));
+  return Number.isInteger(n) && n >= 1 && n <= LESSONS.length ? n - 1 : 0;
+}
+
+function setPresent(on) {
+  document.body.classList.toggle('present', on);
+  $('#present-toggle').setAttribute('aria-pressed', String(on));
+  $('#present-toggle').textContent = on ? 'Leave presenter mode' : 'Presenter mode';
+}
+
+function lessonHash(index, present = document.body.classList.contains('present')) {
+  return `#lesson=${index + 1}${present ? '&present=1' : ''}`;
+}
+
+/** Shows lesson `index` and runs its experiment (and its comparison). */
+async function showLesson(index) {
+  lesson = index;
+  const step = LESSONS[index];
+  $('#lessons').hidden = false;
+  $('#lesson-step').textContent = `Lesson step ${index + 1} of ${LESSONS.length}`;
+  $('#lesson-title').textContent = step.title;
+  $('#lesson-text').textContent = step.text;
+  $('#lesson-claim').textContent = step.claim;
+  $('#lesson-question').textContent = step.question;
+  $('#lesson-prev').disabled = index === 0;
+  $('#lesson-next').disabled = index === LESSONS.length - 1;
+  $('#lesson-link').href = lessonHash(index, false);
+  history.replaceState(null, '', lessonHash(index));
+  if (state.model?.source.embedded !== 'patchbay-ioi') {
+    say($('#lesson-status'), 'The lessons are written for the model that ships with the app (patchbay-ioi): its numbers differ on other models.');
+  } else {
+    say($('#lesson-status'), '');
+  }
+  state.lesson = null;
+  editor.fromSpec({ version: 1, model: editor.model, prepend_bos: true, seed: 0, ...structuredClone(step.spec) });
+  await stopRun();
+  await runExperiment(true);
+  state.comparison = null;
+  $('#compare').hidden = true;
+  if (step.compare) {
+    const spec = editor.toSpec();
+    const check = await worker.call('check', { spec: { ...spec, corruption: { method: 'str' } } });
+    if (step.compare.kind) $('#compare-kind').value = step.compare.kind;
+    state.comparison = await compareView.compare(spec, step.compare.kind ?? step.compare, check[0].corrupted_positions);
+    $('#compare-panel').scrollIntoView({ block: 'nearest' });
+  }
+  state.lesson = { index, results: state.results, comparison: state.comparison };
+}
+
+function lessonKeys(event) {
+  if (lesson === null || $('#lessons').hidden) return;
+  if (event.target.closest('input, textarea, select, canvas')) return;
+  const move = { ArrowRight: 1, PageDown: 1, ArrowLeft: -1, PageUp: -1 }[event.key];
+  if (!move) return;
+  const next = lesson + move;
+  if (next < 0 || next >= LESSONS.length || state.running) return;
+  event.preventDefault();
+  showLesson(next).catch((e) => showError($('#run-error'), e));
+}
+
 // ---------------------------------------------------------------- start
 
 function wire() {
@@ -432,6 +511,17 @@ function wire() {
   $('#share').addEventListener('click', () => share().catch((e) => showError($('#link-error'), e)));
   $('#share-results').addEventListener('change', () => share().catch((e) => showError($('#link-error'), e)));
   $('#copy-link').addEventListener('click', copyLink);
+  $('#lessons-toggle').addEventListener('click', () => {
+    if ($('#lessons').hidden) showLesson(lesson ?? 0).catch((e) => showError($('#run-error'), e));
+    else $('#lessons').hidden = true;
+  });
+  $('#lesson-prev').addEventListener('click', () => showLesson(lesson - 1).catch((e) => showError($('#run-error'), e)));
+  $('#lesson-next').addEventListener('click', () => showLesson(lesson + 1).catch((e) => showError($('#run-error'), e)));
+  $('#present-toggle').addEventListener('click', () => {
+    setPresent(!document.body.classList.contains('present'));
+    history.replaceState(null, '', lessonHash(lesson ?? 0));
+  });
+  document.addEventListener('keydown', lessonKeys);
   window.addEventListener('unhandledrejection', (event) => showError($('#run-error'), event.reason));
 }
 
@@ -456,7 +546,15 @@ async function openLink() {
 
 async function main() {
   wire();
+  $('#embedded-label').textContent = `The model that ships with the app: ${SHIPPED[EMBEDDED]}`;
   await startBackend();
+  const lessonIndex = lessonFromHash();
+  if (lessonIndex !== null) {
+    setPresent(new URLSearchParams(location.hash.slice(1)).has('present'));
+    await loadModel();
+    await showLesson(lessonIndex);
+    return;
+  }
   const link = await openLink();
   if (link?.results) {
     state.results = link.results;
@@ -464,6 +562,10 @@ async function main() {
     $('#share').disabled = false;
   }
   const model = link?.spec.model;
+  if (SHIPPED[model?.embedded]) {
+    EMBEDDED = model.embedded;
+    $('#embedded-label').textContent = `The model that ships with the app: ${SHIPPED[EMBEDDED]}`;
+  }
   if (model?.hub) {
     document.querySelector('input[name="source"][value="hub"]').checked = true;
     onSourceChange();

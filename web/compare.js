@@ -9,8 +9,16 @@ import { describePatch } from './results.js';
 
 const STREAM = ['resid_pre', 'resid_mid', 'resid_post', 'block_every'];
 
-/** The two specs of a comparison, with their captions. */
+/**
+ * The two specs of a comparison, with their captions. `kind` names one of the four contrasts,
+ * or is `{ spec, captionA, captionB }`: the current spec against that one.
+ */
 export function variants(spec, kind, corruptedPositions) {
+  if (typeof kind === 'object') {
+    // The other spec may name only what differs; the rest is the current experiment's.
+    const other = { ...structuredClone(spec), ...structuredClone(kind.spec), model: spec.model };
+    return [spec, other, kind.captionA, kind.captionB];
+  }
   const a = structuredClone(spec);
   const b = structuredClone(spec);
   a.attribution = false;

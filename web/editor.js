@@ -36,7 +36,7 @@ export class Editor {
     this.onChange = onChange ?? (() => {});
     this.gnPositions = new Set();
     this.extraPrompts = [];
-    this.model = { embedded: 'fixture' };
+    this.model = { embedded: 'patchbay-ioi' };
     this.modelReady = false;
     this.timer = null;
     this.serial = 0;

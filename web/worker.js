@@ -194,7 +194,11 @@ const commands = {
     throw new Error(`unknown source ${source.kind}`);
   },
   tokenize: ({ text, bos }) => requireSession().tokenize(text, bos),
-  predict: ({ text, bos, k }) => requireSession().nextTokens(text, bos, k),
+  async predict({ text, bos, k }) {
+    const result = await requireSession().nextTokens(text, bos, k);
+    result.logits = Array.from(result.logits);
+    return result;
+  },
   parseSpec: ({ spec }) => JSON.parse(parseSpec(JSON.stringify(spec))),
   check: ({ spec }) => requireSession().check(JSON.stringify(spec)),
   async run({ spec }) {

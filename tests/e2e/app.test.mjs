@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { launch, serveDist, open, screenshot, ROOT } from './lib.mjs';
 
 const PRESETS = ['ioi', 'factual', 'greater', 'induction'];
-const MODEL = join(ROOT, 'dist', 'models', 'fixture');
+const MODEL = join(ROOT, 'dist', 'models', 'patchbay-ioi');
 
 let server;
 before(async () => {
@@ -191,7 +191,7 @@ test('the compare view shows both maps on one scale, their difference and the ra
     const rho = cov / Math.sqrt(x.reduce((s, t) => s + (t - mx) ** 2, 0) * y.reduce((s, t) => s + (t - my) ** 2, 0));
     assert.ok(Math.abs(rho - cmp.spearman) < 1e-9, `${rho} vs ${cmp.spearman}`);
     assert.match(await page.locator('#rank-correlation').textContent(), new RegExp(`Spearman\\) between the two grids: ${cmp.spearman.toFixed(3)}`));
-    assert.equal(maxDiff(cmp.difference, flat(a.grid).map((v, i) => v - flat(b.grid)[i])), 0);
+    assert.ok(maxDiff(cmp.difference, flat(a.grid).map((v, i) => v - flat(b.grid)[i])) < 1e-12);
     assert.equal(await page.locator('#top-a li').count(), 5);
     assert.equal(await page.locator('#top-b li').count(), 5);
     await screenshot(page, 'step3-compare');
@@ -211,7 +211,7 @@ test('every bad input of Step 2 is explained next to its control, without consol
       ['#answer', ' Eiffel', '#answer-error', /must be a single token.*3 tokens/],
       ['#counter', ' Mary', '#counter_answer-error', /same token/],
       ['#clean', '', '#prompt-error', /the prompt is empty/],
-      ['#clean', 'word '.repeat(40), '#prompt-error', /context holds 32/],
+      ['#clean', 'word '.repeat(70), '#prompt-error', /72 tokens but the model's context holds 64/],
     ];
     for (const [field, value, slot, expected] of cases) {
       await page.locator('#preset').selectOption('ioi');
@@ -249,7 +249,7 @@ test('every bad input of Step 2 is explained next to its control, without consol
     return `${server.url}#spec=v1.${out}`;
   };
   for (const [url, expected] of [
-    [await raw({ version: 9, model: { embedded: 'fixture' } }), /spec version 9 is not supported/],
+    [await raw({ version: 9, model: { embedded: 'patchbay-ioi' } }), /spec version 9 is not supported/],
     [await raw({ version: 1, colour: 'red' }), /cannot be opened/],
     [`${server.url}#spec=v1.AAAA`, /damaged/],
     [`${server.url}#spec=v7.xyz`, /newer or unknown Patchbay/],
@@ -275,7 +275,7 @@ test('hostile prompts and links render as text and run nothing; the page sets a 
   ];
   const spec = {
     version: 1,
-    model: { embedded: 'fixture' },
+    model: { embedded: 'patchbay-ioi' },
     prompts: [{ clean: payloads.join(' '), corrupted: payloads.join(' ').replace('x', 'y'), answer: ' Mary', counter_answer: ' John' }],
     corruption: { method: 'str' },
     metric: { kind: 'logit_diff', normalized: true },
@@ -334,7 +334,7 @@ test('cancel mid-sweep leaves a page that runs again; hover, click and keyboard 
     const box = await page.locator('#heatmap').boundingBox();
     const { width, cells } = await page.evaluate(() => window.patchbay.heatmap);
     const scale = box.width / width;
-    const [x, y, w, h] = cells[5];
+    const [x, y, w, h] = cells[0];
     await page.mouse.move(box.x + (x + w / 2) * scale, box.y + (y + h / 2) * scale);
     await page.waitForFunction(() => /=.*(Patching|patching)/.test(document.querySelector('#hover-text').textContent));
     // Keyboard: focus the heatmap and move.

@@ -40,7 +40,7 @@ async function checkReferenceLogits(page, state, label) {
 test('WebGPU: the page shows the fixture model\'s next tokens, equal to the reference', async () => {
   const context = await launch({ webgpu: true });
   try {
-    const { page, problems } = await open(context, server.url);
+    const { page, problems } = await open(context, `${server.url}?model=tiny`);
     const state = await waitForPrediction(page);
     assert.equal(state.backend.kind, 'wgpu', JSON.stringify(state.backend));
     assert.match(await page.locator('#backend').textContent(), /WebGPU/);
@@ -64,7 +64,7 @@ test('WebGPU: the page shows the fixture model\'s next tokens, equal to the refe
 test('no WebGPU: the page falls back to the CPU backend, says so, and gives the same numbers', async () => {
   const context = await launch({ webgpu: false });
   try {
-    const { page, problems } = await open(context, server.url);
+    const { page, problems } = await open(context, `${server.url}?model=tiny`);
     const state = await waitForPrediction(page);
     assert.equal(state.backend.kind, 'cpu');
     assert.match(await page.locator('#backend-warning').textContent(), /WebGPU is not available.*CPU/);

@@ -48,6 +48,14 @@ fn model_dir(spec: &ExperimentSpec, spec_path: &Path, over: Option<PathBuf>) -> 
                 Ok(path)
             }
         }
+        // The page's shipped models live in the repository.
+        ModelSource::Embedded(name) => ["models", "tests/fixtures/models"]
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|dir| dir.join("config.json").exists())
+            .ok_or_else(|| {
+                format!("the shipped model `{name}` is not in models/ here; run from the repository or pass --model DIR")
+            }),
         other => Err(format!(
             "the spec's model is {other:?}; the CLI reads models from disk: download its folder \
              (config.json, model.safetensors, tokenizer.json) and pass --model DIR"
