@@ -213,6 +213,8 @@ pub fn circuit_spec(
         window: None,
         seed: 0,
         attribution: false,
+        dataset: None,
+        detect: Default::default(),
     })
 }
 

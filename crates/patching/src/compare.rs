@@ -36,11 +36,19 @@ pub struct Detection {
 /// Cells more than `k` standard deviations from the mean of all cells (the paper detects a head
 /// when its effect is over 2σ from the mean), strongest first.
 pub fn detect(grid: &[f64], shape: &[usize], k: f64) -> Vec<Detection> {
+    detect_by(grid, shape, |_, z| z.abs() > k)
+}
+
+/// Cells whose value is at least `threshold` in absolute value, strongest first.
+pub fn detect_threshold(grid: &[f64], shape: &[usize], threshold: f64) -> Vec<Detection> {
+    detect_by(grid, shape, |v, _| v.abs() >= threshold)
+}
+
+/// Cells for which `keep(value, z)` holds, z being standard deviations from the mean.
+fn detect_by(grid: &[f64], shape: &[usize], keep: impl Fn(f64, f64) -> bool) -> Vec<Detection> {
     let (mean, sd) = mean_sd(&grid.iter().map(|&v| vec![v]).collect::<Vec<_>>());
     let (mu, sigma) = (mean[0], sd[0]);
-    if !(sigma > 0.0) {
-        return Vec::new();
-    }
+    let z = |v: f64| if sigma > 0.0 { (v - mu) / sigma } else { 0.0 };
     let mut found: Vec<Detection> = grid
         .iter()
         .enumerate()
@@ -48,11 +56,11 @@ pub fn detect(grid: &[f64], shape: &[usize], k: f64) -> Vec<Detection> {
             cell,
             index: unravel(cell, shape),
             value,
-            z: (value - mu) / sigma,
+            z: z(value),
         })
-        .filter(|d| d.z.abs() > k)
+        .filter(|d| d.value.is_finite() && keep(d.value, d.z))
         .collect();
-    found.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+    found.sort_by(|a, b| b.value.abs().total_cmp(&a.value.abs()));
     found
 }
 

@@ -10,9 +10,9 @@ use crate::corruption::{embedding_std, gaussian_noise, noise_tensor, str_pair};
 use crate::path::{self, PathSweep};
 use crate::run::{Corrupted, PromptInput};
 use crate::{
-    AttributionContrast, Budget, Component, Corruption, Detection, ExperimentSpec, GaussianNoise, Grid,
-    MetricKind, NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results, RunSummary,
-    Strategy, Sweep, WindowContrast, compare, window,
+    AttributionContrast, Budget, Component, Corruption, Detect, Detection, ExperimentSpec, GaussianNoise,
+    Grid, MetricKind, NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results,
+    RunSummary, Strategy, Sweep, WindowContrast, compare, window,
 };
 
 /// How an experiment runs (not part of the spec: it changes speed, never results).
@@ -32,8 +32,9 @@ pub struct Progress {
     pub total: usize,
     /// What is running: `"prompts 1–8 of 100"`, `"patching"`, ...
     pub stage: String,
-    /// After each group of prompts: the mean effect grid over the prompts done so far.
-    pub partial: Option<Vec<f64>>,
+    /// After each group of prompts: the mean effect grid over the prompts done so far, with its
+    /// axes.
+    pub partial: Option<(Vec<f64>, Vec<crate::Axis>)>,
 }
 
 /// Told of progress between batches; answers whether to go on.
@@ -260,6 +261,9 @@ pub async fn run_experiment(
     options: &RunOptions,
     observer: &mut impl Observer,
 ) -> Result<Results, PatchingError> {
+    let original = spec;
+    let (expanded, dataset) = crate::dataset::expand(model, tokenizer, spec).await?;
+    let spec = &expanded;
     let prepared = prepare(model, tokenizer, spec)?;
     let config = &model.config;
     let (n_layer, n_head) = (config.n_layer, config.n_head);
@@ -418,7 +422,7 @@ pub async fn run_experiment(
             done,
             total,
             stage,
-            partial: Some(compare::mean_sd(&effects).0),
+            partial: Some((compare::mean_sd(&effects).0, plan.axes.clone())),
         };
         if !observer.progress(&progress).await {
             return Err(PatchingError::Cancelled);
@@ -428,7 +432,10 @@ pub async fn run_experiment(
     let shape = plan.shape();
     let (mean, sd) = compare::mean_sd(&effects);
     let (raw_mean, _) = compare::mean_sd(&raws);
-    let detected: Vec<Detection> = compare::detect(&mean, &shape, 2.0);
+    let detected: Vec<Detection> = match spec.detect {
+        Detect::Sigma(k) => compare::detect(&mean, &shape, k),
+        Detect::Threshold(t) => compare::detect_threshold(&mean, &shape, t),
+    };
     let many = prepared.len() > 1;
     let window = match (spec.window, single) {
         (Some(w), Some(single)) => {
@@ -453,7 +460,8 @@ pub async fn run_experiment(
         }
     });
     Ok(Results {
-        spec: spec.clone(),
+        spec: original.clone(),
+        dataset,
         metric: kind,
         normalized: spec.metric.normalized,
         direction: spec.direction,

@@ -10,10 +10,13 @@
 
 #[cfg(feature = "autodiff")]
 pub mod attribution;
+pub mod circuits;
 pub mod compare;
 pub mod corruption;
+pub mod dataset;
 mod error;
 mod experiment;
+pub mod facts;
 pub mod generate;
 #[cfg(feature = "plot")]
 pub mod heatmap;
@@ -22,6 +25,7 @@ mod metric;
 pub mod path;
 mod results;
 mod run;
+pub mod sensitivity;
 pub mod snippet;
 mod spec;
 mod sweep;
@@ -37,8 +41,8 @@ pub use results::{
 };
 pub use run::{CachedRun, Corrupted, PromptRuns};
 pub use spec::{
-    Corruption, Direction, ExperimentSpec, GaussianNoise, MetricSpec, ModelSource, PromptPair, SPEC_VERSION,
-    Window,
+    Corruption, Detect, Direction, ExperimentSpec, GaussianNoise, MetricSpec, ModelSource, PromptPair,
+    SPEC_VERSION, Window,
 };
 pub use sweep::{Budget, Strategy, Sweep};
 pub use target::{Axis, Choice, Component, Edit, HeadInput, Patch, Plan, Receivers, Target};

@@ -142,7 +142,11 @@ pub struct NoiseSummary {
 /// Everything an experiment produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Results {
+    /// The spec as given (a generated dataset stays a generator).
     pub spec: ExperimentSpec,
+    /// What generating the dataset did, when the spec names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<crate::dataset::DatasetReport>,
     pub metric: MetricKind,
     pub normalized: bool,
     pub direction: Direction,

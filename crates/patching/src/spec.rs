@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::DatasetSpec;
 use crate::{MetricKind, PatchingError, Target};
 
 /// The spec version this build writes. Older versions it can still read are converted on load.
@@ -35,6 +36,29 @@ pub struct ExperimentSpec {
     /// Also compute attribution patching (the gradient approximation) beside exact patching.
     #[serde(default)]
     pub attribution: bool,
+    /// A generated dataset, expanded into `prompts` when the experiment runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetSpec>,
+    /// How components are detected in the grid (default: the paper's 2σ).
+    #[serde(default)]
+    pub detect: Detect,
+}
+
+/// The rule that flags a cell as a detected component.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Detect {
+    /// More than this many standard deviations from the mean of all cells (the paper: 2).
+    Sigma(f64),
+    /// An absolute effect at least this large (for small models, where one dominant cell
+    /// inflates σ).
+    Threshold(f64),
+}
+
+impl Default for Detect {
+    fn default() -> Self {
+        Detect::Sigma(2.0)
+    }
 }
 
 fn yes() -> bool {

@@ -102,6 +102,8 @@ fn random_spec(rng: &mut ChaCha8Rng) -> ExperimentSpec {
         window,
         seed: rng.random_range(0..1000),
         attribution: false,
+        dataset: None,
+        detect: Default::default(),
     }
 }
 
@@ -257,6 +259,8 @@ fn prompts_batched_together_equal_prompts_run_one_by_one() {
             window: None,
             seed: 11,
             attribution: true,
+            dataset: None,
+            detect: Default::default(),
         };
         let together = run(&model, &tokenizer, &spec, &RunOptions::default());
         let mut partials = 0;

@@ -1,0 +1,266 @@
+//! Method sensitivity: the same dataset under every combination of corruption, metric and
+//! direction (and, for stability, several seeds), with the components each detects, the Jaccard
+//! similarity of those sets, the rank correlation of the grids, and the paper's Table 1: the
+//! heads of each known class detected under each setting.
+
+use patchbay_model::{Gpt2, Gpt2Tokenizer};
+use serde::{Deserialize, Serialize};
+
+use crate::circuits::HeadClass;
+use crate::dataset::IoiNames;
+use crate::{
+    Axis, Corruption, Direction, ExperimentSpec, GaussianNoise, MetricKind, MetricSpec, Observer,
+    PatchingError, Progress, RunOptions, compare, run_experiment,
+};
+
+/// A corruption to try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorruptionChoice {
+    /// Symmetric token replacement, with the spec's corrupted prompts (or, for a generated IOI
+    /// dataset, changing these names).
+    Str(Option<IoiNames>),
+    /// Gaussian noise (3σ, `samples`) on the tokens that STR would change.
+    Gn(Option<IoiNames>),
+}
+
+/// The settings to sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choices {
+    pub corruptions: Vec<CorruptionChoice>,
+    pub metrics: Vec<MetricKind>,
+    pub directions: Vec<Direction>,
+    /// Seeds: of the noise, and of the generated dataset (so of STR's substitutions).
+    pub seeds: Vec<u64>,
+    /// Noise samples for GN.
+    pub samples: usize,
+}
+
+/// One setting's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub label: String,
+    pub spec: ExperimentSpec,
+    pub grid: Vec<f64>,
+    /// Detected cells (flat indices), strongest first.
+    pub detected: Vec<usize>,
+}
+
+/// A row of Table 1: one class, and the heads of it each case detected.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassRow {
+    pub class: &'static str,
+    pub heads: Vec<[usize; 2]>,
+    /// Per case, the class's heads that were detected.
+    pub detected: Vec<Vec<[usize; 2]>>,
+}
+
+/// Every case, and how they agree.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sensitivity {
+    pub axes: Vec<Axis>,
+    pub cases: Vec<Case>,
+    /// Jaccard similarity of the detected sets, case by case.
+    pub jaccard: Vec<Vec<f64>>,
+    /// Spearman rank correlation of the grids, case by case.
+    pub spearman: Vec<Vec<Option<f64>>>,
+    /// Table 1, when the grid is layer × head and the model has known classes.
+    pub table: Option<Vec<ClassRow>>,
+}
+
+fn label(
+    corruption: CorruptionChoice,
+    metric: MetricKind,
+    direction: Direction,
+    seed: Option<u64>,
+) -> String {
+    let names = |n: Option<IoiNames>| match n {
+        Some(IoiNames::S2) => " S2",
+        Some(IoiNames::S1Io) => " S1+IO",
+        Some(IoiNames::Abc) => " ABC",
+        None => "",
+    };
+    let corruption = match corruption {
+        CorruptionChoice::Str(n) => format!("STR{}", names(n)),
+        CorruptionChoice::Gn(n) => format!("GN{}", names(n)),
+    };
+    let direction = match direction {
+        Direction::Denoising => "denoising",
+        Direction::Noising => "noising",
+    };
+    let seed = seed.map(|s| format!(" · seed {s}")).unwrap_or_default();
+    format!("{corruption} · {} · {direction}{seed}", metric.name())
+}
+
+/// The spec of one setting.
+fn variant(
+    base: &ExperimentSpec,
+    corruption: CorruptionChoice,
+    metric: MetricKind,
+    direction: Direction,
+    seed: u64,
+    samples: usize,
+) -> Result<ExperimentSpec, PatchingError> {
+    let mut spec = base.clone();
+    spec.metric = MetricSpec {
+        kind: metric,
+        normalized: true,
+    };
+    spec.direction = direction;
+    spec.seed = seed;
+    spec.attribution = false;
+    spec.window = None;
+    let names = match corruption {
+        CorruptionChoice::Str(n) | CorruptionChoice::Gn(n) => n,
+    };
+    if let Some(dataset) = &mut spec.dataset {
+        dataset.seed = seed;
+        if let Some(n) = names {
+            dataset.names = n;
+        }
+    } else if names.is_some() {
+        return Err(PatchingError::Spec(
+            "choosing IOI names to corrupt needs a generated IOI dataset".into(),
+        ));
+    }
+    spec.corruption = match corruption {
+        CorruptionChoice::Str(_) => Corruption::Str,
+        CorruptionChoice::Gn(_) => {
+            // The positions STR changes: generated datasets find them when expanding; given
+            // prompts take them from the first pair.
+            Corruption::Gn(GaussianNoise {
+                positions: Vec::new(),
+                scale: 3.0,
+                samples,
+                sigma_texts: None,
+            })
+        }
+    };
+    Ok(spec)
+}
+
+/// Runs every combination of `choices` on `base`, in order corruption × metric × direction ×
+/// seed, telling `observer` of progress across all of them.
+pub async fn sensitivity(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    base: &ExperimentSpec,
+    choices: &Choices,
+    classes: Option<&[HeadClass]>,
+    options: &RunOptions,
+    observer: &mut impl Observer,
+) -> Result<Sensitivity, PatchingError> {
+    let mut settings = Vec::new();
+    for &c in &choices.corruptions {
+        for &m in &choices.metrics {
+            for &d in &choices.directions {
+                for &s in &choices.seeds {
+                    let seed = (choices.seeds.len() > 1).then_some(s);
+                    settings.push((label(c, m, d, seed), variant(base, c, m, d, s, choices.samples)?));
+                }
+            }
+        }
+    }
+    if settings.is_empty() {
+        return Err(PatchingError::Spec(
+            "choose at least one corruption, metric, direction and seed".into(),
+        ));
+    }
+    let total_cases = settings.len();
+    let mut cases = Vec::new();
+    let mut axes = Vec::new();
+    for (i, (label, mut spec)) in settings.into_iter().enumerate() {
+        // Given prompts under GN: noise the tokens the STR pair changes.
+        if let Corruption::Gn(gn) = &mut spec.corruption
+            && spec.dataset.is_none()
+        {
+            let first = &spec.prompts[0];
+            let clean = tokenizer.encode(&first.clean, spec.prepend_bos)?;
+            let corrupted = tokenizer.encode(first.corrupted.as_deref().unwrap_or(""), spec.prepend_bos)?;
+            gn.positions = (0..clean.len())
+                .filter(|&p| corrupted.get(p) != Some(&clean[p]))
+                .collect();
+        }
+        let stage = format!("setting {}/{total_cases}: {label}", i + 1);
+        let mut inner = |p: &Progress| Progress {
+            done: i * p.total + p.done,
+            total: total_cases * p.total,
+            stage: format!("{stage} ({})", p.stage),
+            partial: None,
+        };
+        let mut relay = Relay {
+            observer: &mut *observer,
+            map: &mut inner,
+        };
+        let results = run_experiment(model, tokenizer, &spec, options, &mut relay).await?;
+        axes = results.axes.clone();
+        cases.push(Case {
+            label,
+            spec,
+            detected: results.detected.iter().map(|d| d.cell).collect(),
+            grid: results.grid.values,
+        });
+    }
+    let n = cases.len();
+    let jaccard = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| compare::jaccard(&cases[i].detected, &cases[j].detected))
+                .collect()
+        })
+        .collect();
+    let spearman = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| compare::spearman(&cases[i].grid, &cases[j].grid))
+                .collect()
+        })
+        .collect();
+    let heads_grid = axes.len() == 2 && axes[0].name == "layer" && axes[1].name == "head";
+    let table = match (classes, heads_grid) {
+        (Some(classes), true) => {
+            let n_head = axes[1].labels.len();
+            Some(
+                classes
+                    .iter()
+                    .map(|class| ClassRow {
+                        class: class.name,
+                        heads: class.heads.to_vec(),
+                        detected: cases
+                            .iter()
+                            .map(|case| {
+                                class
+                                    .heads
+                                    .iter()
+                                    .copied()
+                                    .filter(|[l, h]| case.detected.contains(&(l * n_head + h)))
+                                    .collect()
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
+    Ok(Sensitivity {
+        axes,
+        cases,
+        jaccard,
+        spearman,
+        table,
+    })
+}
+
+/// Passes one experiment's progress on as progress through all of them.
+struct Relay<'a, O: Observer, F: FnMut(&Progress) -> Progress> {
+    observer: &'a mut O,
+    map: &'a mut F,
+}
+
+impl<O: Observer, F: FnMut(&Progress) -> Progress> Observer for Relay<'_, O, F> {
+    async fn progress(&mut self, progress: &Progress) -> bool {
+        let mapped = (self.map)(progress);
+        self.observer.progress(&mapped).await
+    }
+}
