@@ -59,8 +59,14 @@ worker.onProgress = (p) => {
     bar.value = p.done;
     const rate = p.done / Math.max(p.elapsed, 1);
     const eta = p.done > 0 ? Math.max(0, (p.total - p.done) / rate / 1000) : null;
+    const unit = p.stage.startsWith('setting') ? '' : ' patches';
     $('#run-status').textContent =
-      `${p.stage}: ${p.done} of ${p.total} patches` + (eta === null ? '' : `, about ${eta < 60 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left`);
+      `${p.stage}: ${p.done} of ${p.total}${unit}` + (eta === null ? '' : `, about ${eta < 60 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left`);
+    // A dataset's mean so far, redrawn as groups of prompts finish.
+    if (p.partial && state.running === 'experiment') {
+      resultsView.showPartial(p.partial, p.stage).catch(() => {});
+      state.partials = (state.partials ?? 0) + 1;
+    }
     return;
   }
   const bar = $('#progress');
@@ -182,7 +188,7 @@ async function loadModel() {
 }
 
 function setRunnable(on) {
-  for (const id of ['#run-experiment', '#compare-run', '#run']) $(id).disabled = !on || state.running;
+  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run']) $(id).disabled = !on || Boolean(state.running);
 }
 
 // ---------------------------------------------------------------- predictions
@@ -239,9 +245,14 @@ function onSpecChecked(check) {
 let pendingSpec = null;
 
 /** Runs a spec in the worker with progress and Cancel; resolves to its results. */
-async function runSpec(spec, label = 'experiment') {
+function runSpec(spec, label = 'experiment') {
+  return runInWorker('run', { spec }, label);
+}
+
+/** Runs a long worker command with the progress bar and Cancel. */
+async function runInWorker(cmd, args, label) {
   if (state.running) throw new Error('An experiment is already running.');
-  state.running = true;
+  state.running = label === 'experiment' ? 'experiment' : label;
   setRunnable(false);
   $('#cancel').hidden = false;
   $('#run-progress').hidden = false;
@@ -249,7 +260,7 @@ async function runSpec(spec, label = 'experiment') {
   $('#run-status').textContent = `Starting ${label}…`;
   runStarted = performance.now();
   try {
-    const results = await worker.call('run', { spec });
+    const results = await worker.call(cmd, args);
     state.runs += 1;
     $('#run-status').textContent = `Finished ${label} in ${((performance.now() - runStarted) / 1000).toFixed(1)} s.`;
     return results;
@@ -295,6 +306,7 @@ async function runExperiment(confirmed = false) {
     mark('results');
     state.results = results;
     $('#share').disabled = false;
+    resultsView.classes = await worker.call('classes', { spec: results.spec }).catch(() => null);
     await resultsView.show(results);
   } catch (error) {
     if (error.message !== 'the run was cancelled') {
@@ -355,6 +367,65 @@ async function inspect({ results, cell, at, patch }) {
   } catch (error) {
     showError($('#detail-status'), error);
   }
+}
+
+// ---------------------------------------------------------------- method sensitivity
+
+async function runSensitivity() {
+  say($('#sensitivity-error'), '');
+  const checked = (name) => [...document.querySelectorAll(`input[name="${name}"]:checked`)].map((i) => i.value);
+  const spec = editor.toSpec();
+  const ioi = spec.dataset?.task === 'ioi';
+  const corruptions = checked('sens-corruption')
+    .filter((c) => ioi || c === 'str:s2' || c === 'gn:s2')
+    .map((c) => {
+      const [method, names] = c.split(':');
+      return { [method]: ioi ? names : null };
+    });
+  const seeds = $('#sens-seeds')
+    .value.split(/[\s,]+/)
+    .filter(Boolean)
+    .map(Number);
+  if (seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new Error('Seeds are whole numbers, separated by commas.');
+  const choices = {
+    corruptions,
+    metrics: checked('sens-metric'),
+    directions: checked('sens-direction'),
+    seeds: seeds.length ? seeds : [0],
+    samples: Number($('#sens-samples').value) || 10,
+  };
+  const result = await runInWorker('sensitivity', { spec, choices }, 'sensitivity');
+  state.sensitivity = result;
+  $('#sensitivity').hidden = false;
+  const labels = result.cases.map((c) => c.label);
+  const table = $('#class-table');
+  table.replaceChildren();
+  if (result.table) {
+    const head = el('tr');
+    head.append(el('th', { text: 'class', attrs: { scope: 'col' } }), el('th', { text: 'heads', attrs: { scope: 'col' } }));
+    for (const l of labels) head.append(el('th', { text: l, attrs: { scope: 'col' } }));
+    table.append(head);
+    const name = ([l, h]) => `${l}.${h}`;
+    for (const row of result.table) {
+      const tr = el('tr');
+      tr.append(el('th', { text: row.class, attrs: { scope: 'row' } }), el('td', { text: row.heads.map(name).join(' ') }));
+      for (const found of row.detected) {
+        tr.append(el('td', { text: found.length ? `${found.map(name).join(' ')} (${found.length}/${row.heads.length})` : '–', classes: found.length ? ['hit'] : [] }));
+      }
+      table.append(tr);
+    }
+    $('#class-table-note').textContent = 'Each cell lists the class\'s heads detected under that setting.';
+  } else {
+    $('#class-table-note').textContent = 'No known head classes for this model and target (Table 1 needs a layer × head grid of GPT-2 small or patchbay-ioi).';
+  }
+  const axes = [
+    { name: 'setting', labels },
+    { name: 'setting', labels },
+  ];
+  const { HeatmapView } = await import('./heatmap-view.js');
+  await new HeatmapView($('#jaccard'), worker).show({ grid: result.jaccard, axes, title: 'Jaccard of detected sets', label: 'Jaccard', limit: 1 });
+  const rho = result.spearman.map((row) => row.map((v) => (v === null ? NaN : v)));
+  await new HeatmapView($('#spearman'), worker).show({ grid: rho, axes, title: 'Spearman of grids', label: 'rho', limit: 1 });
 }
 
 // ---------------------------------------------------------------- exports and sharing
@@ -505,6 +576,11 @@ function wire() {
       if (error.message !== 'the run was cancelled') showError($('#compare-error'), error);
     }
   });
+  $('#sensitivity-run').addEventListener('click', () =>
+    runSensitivity().catch((error) => {
+      if (error.message !== 'the run was cancelled') showError($('#sensitivity-error'), error);
+    }),
+  );
   for (const b of document.querySelectorAll('[data-export]')) {
     b.addEventListener('click', () => exportAs(b.dataset.export).catch((e) => showError($('#run-error'), e)));
   }

@@ -50,6 +50,7 @@ export class Editor {
     const inputs = [
       '#clean', '#corrupted', '#bos', '#answer', '#counter', '#metric', '#normalized', '#direction',
       '#component', '#positions', '#position-list', '#heads', '#window', '#gn-scale', '#gn-samples', '#seed',
+      '#dataset-task', '#dataset-n', '#dataset-seed', '#dataset-names', '#dataset-template', '#detect',
     ];
     for (const id of inputs) {
       $(id).addEventListener('input', () => this.changed(id));
@@ -73,6 +74,14 @@ export class Editor {
     $('#position-list').hidden = $('#positions').value !== 'these';
     const component = $('#component').value;
     $('#heads-row').hidden = !['z', 'q', 'k', 'v', 'pattern'].includes(component);
+    const task = $('#dataset-task').value;
+    $('#dataset-fields').hidden = !task;
+    $('#dataset-hint').hidden = !task;
+    for (const e of document.querySelectorAll('.ioi-only')) e.hidden = task !== 'ioi';
+    // Under GN with a dataset, the noised tokens come from the dataset's STR pairs.
+    $('#gn-hint').textContent = task
+      ? 'The dataset\'s STR pairs say which tokens to noise.'
+      : 'Choose the tokens to noise (the key tokens):';
   }
 
   corruption() {
@@ -120,11 +129,25 @@ export class Editor {
     const size = Number($('#window').value);
     const target = { component, positions: choice($('#positions').value, $('#position-list').value) };
     if (['z', 'q', 'k', 'v', 'pattern'].includes(component)) target.heads = $('#heads').value;
+    const task = $('#dataset-task').value;
+    if (task && corruption.method === 'gn') corruption.positions = [];
+    const dataset = task
+      ? {
+          task,
+          n: Number($('#dataset-n').value),
+          seed: Number($('#dataset-seed').value) || 0,
+          names: $('#dataset-names').value,
+          template: Number($('#dataset-template').value) || 0,
+        }
+      : undefined;
+    const detect = $('#detect').value === 'threshold' ? { threshold: 0.2 } : { sigma: 2 };
     return {
       version: 1,
       model: this.model,
       prepend_bos: $('#bos').checked,
-      prompts: [first, ...this.extraPrompts],
+      prompts: task ? [] : [first, ...this.extraPrompts],
+      ...(dataset ? { dataset } : {}),
+      detect,
       corruption,
       metric: { kind: $('#metric').value, normalized: $('#normalized').checked },
       direction: $('#direction').value,
@@ -137,7 +160,16 @@ export class Editor {
 
   /** Sets every control from a spec (a preset or a share link). */
   fromSpec(spec) {
-    const [first, ...rest] = spec.prompts;
+    const d = spec.dataset;
+    $('#dataset-task').value = d?.task ?? '';
+    if (d) {
+      $('#dataset-n').value = d.n;
+      $('#dataset-seed').value = d.seed ?? 0;
+      $('#dataset-names').value = d.names ?? 's2';
+      $('#dataset-template').value = d.template ?? 0;
+    }
+    $('#detect').value = spec.detect?.threshold !== undefined ? 'threshold' : 'sigma';
+    const [first, ...rest] = spec.prompts.length ? spec.prompts : [{ clean: $('#clean').value, corrupted: $('#corrupted').value, answer: $('#answer').value, counter_answer: $('#counter').value }];
     this.extraPrompts = rest;
     $('#clean').value = first?.clean ?? '';
     $('#corrupted').value = first?.corrupted ?? '';

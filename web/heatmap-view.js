@@ -87,6 +87,20 @@ export class HeatmapView {
     this.handlers.hover?.(cell === null ? null : this.describe(cell));
   }
 
+  /** Outlines cells in colours, under the focus outline: `[[cell, colour], ...]`. */
+  marks(outlines) {
+    if (!this.base) return;
+    this.outline(null);
+    const ctx = this.canvas.getContext('2d');
+    ctx.lineWidth = 3;
+    for (const [cell, color] of outlines) {
+      const [x, y, w, h] = this.drawn.cells[cell];
+      ctx.strokeStyle = color;
+      ctx.strokeRect(x + 1.5, y + 1.5, w - 3, h - 3);
+    }
+    this.base = ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
+  }
+
   outline(cell) {
     if (!this.base) return;
     const ctx = this.canvas.getContext('2d');

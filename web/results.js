@@ -6,6 +6,9 @@ import { $, el, say } from './dom.js';
 import { HeatmapView } from './heatmap-view.js';
 
 const HEAD_COMPONENTS = ['z', 'q', 'k', 'v', 'pattern'];
+/** Outline colours for known head classes (Okabe-Ito, colour-blind safe). */
+const CLASS_COLORS = ['#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#000000'];
+const flat = (g) => (Array.isArray(g) ? g.flatMap(flat) : [g]);
 
 const COMPONENT_TEXT = {
   resid_pre: 'the residual stream entering layer',
@@ -138,7 +141,8 @@ export class ResultsView {
     const box = $('#detected');
     box.replaceChildren();
     if (!r.detected.length) return;
-    box.append(el('h3', { text: `Components over 2σ from the mean (${r.detected.length})` }));
+    const rule = r.spec.detect?.threshold !== undefined ? `with an effect of at least ${r.spec.detect.threshold}` : `over ${r.spec.detect?.sigma ?? 2}σ from the mean`;
+    box.append(el('h3', { text: `Components ${rule} (${r.detected.length})` }));
     const list = el('ul', { classes: ['detected'] });
     for (const d of r.detected.slice(0, 12)) {
       const labels = d.index.map((i, a) => r.axes[a].labels[i]);
@@ -184,13 +188,52 @@ export class ResultsView {
     this.view = view;
     await this.heatmap.show({ grid: view.grid, axes: view.axes, title, label, limit: this.limit(view.key, view.grid) });
     const { width, height, cells } = this.heatmap.drawn;
+    this.overlay(this.classes);
     this.drawn?.({ width, height, cells });
   }
 
   hover(cell) {
-    if (!cell) return;
-    const patch = describePatch(this.results, this.fullLabels(cell), this.results.axes);
-    $('#hover-text').textContent = `${cell.labels.join(' · ')} = ${Number(cell.value).toPrecision(4)}. ${meaning(this.results, this.view.key, cell.value, patch)}`;
+    if (!cell || !this.results) return;
+    const r = this.results;
+    const patch = describePatch(r, this.fullLabels(cell), r.axes);
+    let spread = '';
+    if (r.sd_grid && this.view.key === 'grid') {
+      const full = this.view.toFull(cell.cell);
+      const values = r.prompt_grids.map((g) => flat(g)[full]);
+      const sd = flat(r.sd_grid)[full];
+      spread = ` Across the ${values.length} prompts: sd ${sd.toPrecision(3)}, from ${Math.min(...values).toPrecision(3)} to ${Math.max(...values).toPrecision(3)}.`;
+    }
+    $('#hover-text').textContent = `${cell.labels.join(' · ')} = ${Number(cell.value).toPrecision(4)}. ${meaning(r, this.view.key, cell.value, patch)}${spread}`;
+  }
+
+  /** The mean so far, while a dataset runs. */
+  async showPartial({ grid, axes }, stage) {
+    if (axes.length === 3) return;
+    $('#results-empty').hidden = true;
+    $('#results').hidden = false;
+    const flatValues = flat(grid);
+    const limit = Math.max(1e-12, ...flatValues.filter(Number.isFinite).map(Math.abs));
+    this.view = null;
+    await this.heatmap.show({ grid, axes, title: `mean so far (${stage})`, label: 'effect', limit });
+  }
+
+  /** Outlines known head classes on a layer × head view; `classes` is [{name, heads}]. */
+  overlay(classes) {
+    this.classes = classes;
+    const legend = $('#class-legend');
+    legend.replaceChildren();
+    const axes = this.view?.axes;
+    if (!classes || !axes || axes.length !== 2 || axes[0].name !== 'layer' || axes[1].name !== 'head') return;
+    const n = axes[1].labels.length;
+    const outlines = [];
+    classes.forEach((c, i) => {
+      const color = CLASS_COLORS[i % CLASS_COLORS.length];
+      for (const [l, h] of c.heads) if (l < axes[0].labels.length && h < n) outlines.push([l * n + h, color]);
+      const item = el('li', { text: `${c.name}: ${c.heads.map(([l, h]) => `${l}.${h}`).join(', ')}` });
+      item.style.setProperty('--swatch', color);
+      legend.append(item);
+    });
+    this.heatmap.marks(outlines);
   }
 
   /** Labels of a cell along every axis of the full grid. */

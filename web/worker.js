@@ -207,8 +207,10 @@ const commands = {
     running = { cancelled: false };
     const started = performance.now();
     try {
-      const progress = (done, total, stage) => {
-        self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
+      const progress = (done, total, stage, partial) => {
+        self.postMessage({
+          progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started, partial: partial ? JSON.parse(partial) : null },
+        });
         // Yield to the event loop so that a Cancel message can arrive, then answer.
         return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
       };
@@ -217,6 +219,22 @@ const commands = {
       running = null;
     }
   },
+  async sensitivity({ spec, choices }) {
+    const model = requireSession();
+    if (running) throw new Error('An experiment is already running.');
+    running = { cancelled: false };
+    const started = performance.now();
+    try {
+      const progress = (done, total, stage) => {
+        self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
+        return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
+      };
+      return JSON.parse(await model.sensitivity(JSON.stringify(spec), JSON.stringify(choices), progress));
+    } finally {
+      running = null;
+    }
+  },
+  classes: ({ spec }) => JSON.parse(requireSession().classes(JSON.stringify(spec))),
   cancel() {
     if (running) running.cancelled = true;
     return Boolean(running);

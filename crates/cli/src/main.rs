@@ -6,6 +6,7 @@
 mod circuit;
 mod logits;
 mod run;
+mod sensitivity;
 mod train;
 
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// Runs an experiment spec: results.json, CSVs and SVG heatmaps.
     Run(run::RunArgs),
+    /// Runs a spec's dataset under every corruption × metric × direction × seed: detections,
+    /// Jaccard and rank-correlation matrices, Table 1.
+    Sensitivity(sensitivity::SensitivityArgs),
     /// Times forward passes (a benchmark, not a test): prints JSON with per-pass milliseconds.
     BenchForward(logits::BenchArgs),
     /// Trains a small GPT-2 on IOI and greater-than (CPU, seeded) and measures its IOI circuit.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Logits(args) => logits::run(args),
         Command::Run(args) => run::run(args),
+        Command::Sensitivity(args) => sensitivity::run(args),
         Command::BenchForward(args) => logits::bench(args),
         Command::Train(args) => train::run(args),
     };

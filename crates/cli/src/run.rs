@@ -34,7 +34,11 @@ pub struct RunArgs {
     timings: bool,
 }
 
-fn model_dir(spec: &ExperimentSpec, spec_path: &Path, over: Option<PathBuf>) -> Result<PathBuf, String> {
+pub(crate) fn model_dir(
+    spec: &ExperimentSpec,
+    spec_path: &Path,
+    over: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     if let Some(dir) = over {
         return Ok(dir);
     }

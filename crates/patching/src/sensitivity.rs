@@ -182,9 +182,10 @@ pub async fn sensitivity(
                 .collect();
         }
         let stage = format!("setting {}/{total_cases}: {label}", i + 1);
+        // Progress in thousandths of a setting, so that settings of different sizes add up.
         let mut inner = |p: &Progress| Progress {
-            done: i * p.total + p.done,
-            total: total_cases * p.total,
+            done: i * 1000 + p.done * 1000 / p.total.max(1),
+            total: total_cases * 1000,
             stage: format!("{stage} ({})", p.stage),
             partial: None,
         };

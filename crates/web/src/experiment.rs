@@ -3,8 +3,11 @@
 //! `field` naming the control at fault.
 
 use js_sys::{Function, Promise, Reflect};
+use patchbay_patching::circuits::ioi_classes;
+use patchbay_patching::dataset::expand;
+use patchbay_patching::sensitivity::{self, Choices};
 use patchbay_patching::{
-    ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment,
+    ExperimentSpec, Grid, ModelSource, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment,
 };
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -44,12 +47,17 @@ struct JsObserver(Function);
 
 impl Observer for JsObserver {
     async fn progress(&mut self, p: &Progress) -> bool {
-        let answer = self.0.call3(
-            &JsValue::NULL,
-            &p.done.into(),
-            &p.total.into(),
-            &p.stage.clone().into(),
-        );
+        // After each group of prompts, the mean so far: `{grid, axes}` as JSON.
+        let partial = match &p.partial {
+            Some((values, axes)) => {
+                let shape: Vec<usize> = axes.iter().map(|a| a.labels.len()).collect();
+                let grid = Grid::new(shape, values.clone());
+                JsValue::from(serde_json::json!({ "grid": grid, "axes": axes }).to_string())
+            }
+            None => JsValue::NULL,
+        };
+        let args = js_sys::Array::of4(&p.done.into(), &p.total.into(), &p.stage.clone().into(), &partial);
+        let answer = self.0.apply(&JsValue::NULL, &args);
         match answer {
             Ok(value) => match value.dyn_into::<Promise>() {
                 Ok(promise) => JsFuture::from(promise)
@@ -65,10 +73,13 @@ impl Observer for JsObserver {
 
 #[wasm_bindgen]
 impl Session {
-    /// Checks a spec against the loaded model without running it: tokens of each prompt, the
-    /// corrupted positions, the answers' ids.
-    pub fn check(&self, spec_json: &str) -> Result<JsValue, JsValue> {
-        let spec = parse(spec_json)?;
+    /// Checks a spec against the loaded model without running it: tokens of each prompt (a
+    /// generated dataset is generated), the corrupted positions, the answers' ids.
+    pub async fn check(&self, spec_json: String) -> Result<JsValue, JsValue> {
+        let spec = parse(&spec_json)?;
+        let (spec, _) = expand(&self.model, &self.tokenizer, &spec)
+            .await
+            .map_err(field_error)?;
         let prepared = prepare(&self.model, &self.tokenizer, &spec).map_err(field_error)?;
         let checks: Vec<PromptCheck> = prepared
             .into_iter()
@@ -96,6 +107,50 @@ impl Session {
             .await
             .map_err(field_error)?;
         serde_json::to_string(&results).map_err(|e| JsError::new(&e.to_string()).into())
+    }
+
+    /// The spec's dataset under every combination of `choices` (JSON of
+    /// `patchbay_patching::sensitivity::Choices`), with progress as for `run`.
+    pub async fn sensitivity(
+        &self,
+        spec_json: String,
+        choices_json: String,
+        progress: Function,
+    ) -> Result<String, JsValue> {
+        let spec = parse(&spec_json)?;
+        let choices: Choices = serde_json::from_str(&choices_json)
+            .map_err(|e| field_error(PatchingError::Spec(e.to_string())))?;
+        let classes = ioi_classes(&self.model.config, self.embedded_name(&spec).as_deref());
+        let options = RunOptions {
+            budget: self.budget(),
+            ..RunOptions::default()
+        };
+        let result = sensitivity::sensitivity(
+            &self.model,
+            &self.tokenizer,
+            &spec,
+            &choices,
+            classes,
+            &options,
+            &mut JsObserver(progress),
+        )
+        .await
+        .map_err(field_error)?;
+        serde_json::to_string(&result).map_err(|e| JsError::new(&e.to_string()).into())
+    }
+
+    /// The known IOI head classes of the loaded model, if any: JSON `[{name, heads}]` or null.
+    pub fn classes(&self, spec_json: &str) -> Result<String, JsValue> {
+        let spec = parse(spec_json)?;
+        let classes = ioi_classes(&self.model.config, self.embedded_name(&spec).as_deref());
+        serde_json::to_string(&classes).map_err(|e| JsError::new(&e.to_string()).into())
+    }
+
+    fn embedded_name(&self, spec: &ExperimentSpec) -> Option<String> {
+        match &spec.model {
+            ModelSource::Embedded(name) => Some(name.clone()),
+            _ => None,
+        }
     }
 
     /// A head's attention pattern in the clean, corrupted and patched runs of one grid cell.

@@ -1,0 +1,189 @@
+//! `patchbay sensitivity SPEC.json`: the spec's dataset under every combination of corruption,
+//! metric, direction and seed; prints or writes the cases, their Jaccard and rank-correlation
+//! matrices and Table 1 (heads detected per known class).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
+use patchbay_patching::circuits::ioi_classes;
+use patchbay_patching::dataset::IoiNames;
+use patchbay_patching::sensitivity::{Choices, CorruptionChoice, Sensitivity, sensitivity};
+use patchbay_patching::{Direction, ExperimentSpec, MetricKind, ModelSource, Progress, RunOptions};
+
+use crate::BackendChoice;
+use crate::run::model_dir;
+
+#[derive(Args)]
+pub struct SensitivityArgs {
+    /// The base experiment (usually with a generated `dataset`).
+    spec: PathBuf,
+    /// Corruptions: str, gn, and for generated IOI datasets str:s2, str:s1_io, str:abc, gn:s2, ...
+    #[arg(long, value_delimiter = ',', default_value = "str,gn")]
+    corruptions: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "logit_diff,prob,kl")]
+    metrics: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "denoising,noising")]
+    directions: Vec<String>,
+    /// Seeds of the noise and of the generated dataset (default: the spec's).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Noise samples for GN.
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Folder for sensitivity.json and CSVs.
+    #[arg(long, required_unless_present = "json")]
+    out: Option<PathBuf>,
+}
+
+fn corruption(text: &str) -> Result<CorruptionChoice, String> {
+    let (method, names) = text.split_once(':').map_or((text, None), |(m, n)| (m, Some(n)));
+    let names = names
+        .map(|n| match n {
+            "s2" => Ok(IoiNames::S2),
+            "s1_io" => Ok(IoiNames::S1Io),
+            "abc" => Ok(IoiNames::Abc),
+            other => Err(format!("`{other}` is not s2, s1_io or abc")),
+        })
+        .transpose()?;
+    match method {
+        "str" => Ok(CorruptionChoice::Str(names)),
+        "gn" => Ok(CorruptionChoice::Gn(names)),
+        other => Err(format!("`{other}` is not a corruption: use str or gn")),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("`{text}` is not a {what}"))
+}
+
+pub fn run(args: SensitivityArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.spec).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+    let spec = ExperimentSpec::from_json(&text).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+    let default_seed = spec.dataset.as_ref().map_or(spec.seed, |d| d.seed);
+    let choices = Choices {
+        corruptions: args
+            .corruptions
+            .iter()
+            .map(|c| corruption(c))
+            .collect::<Result<_, _>>()?,
+        metrics: args
+            .metrics
+            .iter()
+            .map(|m| parse::<MetricKind>("metric", m))
+            .collect::<Result<_, _>>()?,
+        directions: args
+            .directions
+            .iter()
+            .map(|d| parse::<Direction>("direction", d))
+            .collect::<Result<_, _>>()?,
+        seeds: if args.seeds.is_empty() {
+            vec![default_seed]
+        } else {
+            args.seeds.clone()
+        },
+        samples: args.samples,
+    };
+    let dir = model_dir(&spec, &args.spec, args.model)?;
+    let backend = args.backend.create()?;
+    let model = load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
+    let tokenizer = Gpt2Tokenizer::from_dir(&dir).map_err(|e| e.to_string())?;
+    let embedded = match &spec.model {
+        ModelSource::Embedded(name) => Some(name.as_str()),
+        _ => None,
+    };
+    let classes = ioi_classes(&model.config, embedded);
+    let mut report = |p: &Progress| {
+        if !args.json {
+            eprint!("\r{}: {}/{} ", p.stage, p.done, p.total);
+            let _ = std::io::stderr().flush();
+        }
+        true
+    };
+    let result = pollster::block_on(sensitivity(
+        &model,
+        &tokenizer,
+        &spec,
+        &choices,
+        classes,
+        &RunOptions::default(),
+        &mut report,
+    ))
+    .map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{json}");
+        return Ok(());
+    }
+    eprintln!();
+    let out = args.out.expect("clap requires --out without --json");
+    write(&out, &result, &json).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn write(out: &std::path::Path, result: &Sensitivity, json: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("sensitivity.json"), json)?;
+    let labels: Vec<String> = result.cases.iter().map(|c| format!("\"{}\"", c.label)).collect();
+    let matrix = |rows: Vec<Vec<String>>| {
+        let mut csv = format!("case,{}\n", labels.join(","));
+        for (label, row) in labels.iter().zip(rows) {
+            csv.push_str(&format!("{label},{}\n", row.join(",")));
+        }
+        csv
+    };
+    std::fs::write(
+        out.join("jaccard.csv"),
+        matrix(
+            result
+                .jaccard
+                .iter()
+                .map(|r| r.iter().map(|v| format!("{v:.4}")).collect())
+                .collect(),
+        ),
+    )?;
+    std::fs::write(
+        out.join("spearman.csv"),
+        matrix(
+            result
+                .spearman
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| v.map_or(String::new(), |v| format!("{v:.4}")))
+                        .collect()
+                })
+                .collect(),
+        ),
+    )?;
+    if let Some(table) = &result.table {
+        let mut csv = format!("class,heads,{}\n", labels.join(","));
+        let heads = |h: &[[usize; 2]]| {
+            h.iter()
+                .map(|[l, h]| format!("{l}.{h}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for row in table {
+            let cells: Vec<String> = row.detected.iter().map(|d| format!("\"{}\"", heads(d))).collect();
+            csv.push_str(&format!(
+                "\"{}\",\"{}\",{}\n",
+                row.class,
+                heads(&row.heads),
+                cells.join(",")
+            ));
+        }
+        std::fs::write(out.join("table1.csv"), csv)?;
+    }
+    Ok(())
+}
