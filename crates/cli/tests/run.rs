@@ -161,3 +161,32 @@ fn a_malformed_spec_and_a_hub_model_without_download_are_clear_errors() {
     assert!(!ok && stderr.contains("pass --model DIR"), "{stderr}");
     std::fs::remove_file(bad).unwrap();
 }
+
+#[test]
+fn expand_writes_out_a_generated_dataset_as_prompt_pairs() {
+    let spec = std::env::temp_dir().join(format!("patchbay-expand-{}.json", std::process::id()));
+    std::fs::write(
+        &spec,
+        r#"{"version": 1, "model": {"embedded": "patchbay-ioi"}, "prompts": [],
+            "dataset": {"task": "ioi", "n": 6, "seed": 3, "names": "s2"},
+            "corruption": {"method": "str"}, "metric": {"kind": "logit_diff"},
+            "target": {"component": "z", "positions": "all"}}"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = patchbay(&["expand", spec.to_str().unwrap()]);
+    std::fs::remove_file(&spec).unwrap();
+    assert!(ok, "{stderr}");
+    let expanded: Value = serde_json::from_str(&stdout).unwrap();
+    let prompts = expanded["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 6, "{stdout}");
+    assert!(
+        expanded.get("dataset").is_none(),
+        "the generator is replaced by its prompts"
+    );
+    for p in prompts {
+        let (clean, corrupted) = (p["clean"].as_str().unwrap(), p["corrupted"].as_str().unwrap());
+        assert_ne!(clean, corrupted);
+        assert_ne!(p["answer"], p["counter_answer"]);
+        assert!(clean.ends_with(" to") || clean.ends_with(" gave"), "{clean}");
+    }
+}
