@@ -19,6 +19,7 @@ mod init;
 mod intervention;
 mod loader;
 pub mod logits;
+mod readback;
 mod save;
 mod tokenizer;
 
@@ -31,6 +32,7 @@ pub use intervention::{EditOp, Hooks, Intervention, Selection};
 #[cfg(not(target_family = "wasm"))]
 pub use loader::load_gpt2_dir;
 pub use loader::{infer_config, load_gpt2};
+pub use readback::read_f32;
 pub use save::SaveDtype;
 pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{
-    Activation, EditOp, Gpt2, HookLayout, HookPoint, Hooks, Intervention, LogitsAt, Selection,
+    Activation, EditOp, Gpt2, HookLayout, HookPoint, Hooks, Intervention, LogitsAt, Selection, read_f32,
 };
 
 use crate::run::noise_intervention;
@@ -88,21 +88,19 @@ pub async fn attribution(
     // (source - base) × gradient, summed over rows (noise samples), per hook.
     let mut products: BTreeMap<HookPoint, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     for (&hook, probe) in &probes {
-        let product = match (probe, base.cache.get(hook)?, source.cache.get(hook)?) {
+        let (dims, values) = match (probe, base.cache.get(hook)?, source.cache.get(hook)?) {
             (Activation::Stream(p), Activation::Stream(b), Activation::Stream(s)) => {
                 let g = p.grad(&grads).ok_or_else(|| backend_err("no gradient"))?;
                 let d = ((s.clone() - b.clone()) * g).sum_dim(0);
-                (d.dims().to_vec(), d.into_data_async().await.map_err(backend_err)?)
+                (d.dims().to_vec(), read_f32(d).await?)
             }
             (Activation::PerHead(p), Activation::PerHead(b), Activation::PerHead(s)) => {
                 let g = p.grad(&grads).ok_or_else(|| backend_err("no gradient"))?;
                 let d = ((s.clone() - b.clone()) * g).sum_dim(0);
-                (d.dims().to_vec(), d.into_data_async().await.map_err(backend_err)?)
+                (d.dims().to_vec(), read_f32(d).await?)
             }
             _ => return Err(backend_err("mismatched activations")),
         };
-        let (dims, data) = product;
-        let values = data.convert::<f32>().try_into_vec::<f32>().map_err(backend_err)?;
         products.insert(hook, (dims, values));
     }
 

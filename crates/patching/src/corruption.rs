@@ -7,7 +7,7 @@
 //!   ν = scale × σ of the token embeddings over a text set, seeded, several samples at once.
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Gpt2, Gpt2Tokenizer};
+use patchbay_model::{Gpt2, Gpt2Tokenizer, read_f32};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -103,13 +103,7 @@ pub async fn embedding_std(model: &Gpt2, ids: &[u32]) -> Result<f64, PatchingErr
         return Err(PatchingError::Target("σ needs at least one token".into()));
     }
     let embeds = model.embed_tokens(ids);
-    let values: Vec<f32> = embeds
-        .into_data_async()
-        .await
-        .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?;
+    let values = read_f32(embeds).await?;
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0);

@@ -3,7 +3,7 @@
 //! and filtered at run time to the facts the loaded model actually knows.
 
 use patchbay_model::logits::top_k;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt};
+use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, read_f32};
 use serde::Serialize;
 
 use crate::{PatchingError, PromptPair};
@@ -72,13 +72,7 @@ pub async fn known_fact_pairs(
         };
         let tokens = tokenizer.encode(&prompt, prepend_bos)?;
         let logits = model.forward(&[tokens.clone()], &mut Hooks::none(), LogitsAt::Last)?;
-        let values: Vec<f32> = logits
-            .into_data_async()
-            .await
-            .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?;
+        let values = read_f32(logits).await?;
         if top_k(&values, 1)[0].0 == answer {
             known.push((prompt, city, tokens.len()));
         }

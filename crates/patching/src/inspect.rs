@@ -2,7 +2,7 @@
 //! the patched run of one cell of a grid (on the first prompt; noise samples averaged).
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt};
+use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt, read_f32};
 use serde::Serialize;
 
 use crate::experiment::{corrupted_input, noise_level, prepare};
@@ -24,13 +24,7 @@ pub struct HeadPatterns {
 async fn pattern_of(t: Tensor<4>, head: usize) -> Result<Vec<Vec<f32>>, PatchingError> {
     let [rows, _, len, _] = t.dims();
     let mean = t.narrow(1, head, 1).sum_dim(0).div_scalar(rows as f32);
-    let values: Vec<f32> = mean
-        .into_data_async()
-        .await
-        .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}"))))?;
+    let values = read_f32(mean).await?;
     Ok(values.chunks(len).map(<[f32]>::to_vec).collect())
 }
 

@@ -19,6 +19,7 @@
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::burn::tensor::activation::log_softmax;
+use patchbay_model::read_f32;
 use serde::{Deserialize, Serialize};
 
 use crate::{Direction, PatchingError};
@@ -161,18 +162,7 @@ impl Scorer {
 
     /// Reads `readings` back to the host (asynchronously: the browser cannot block).
     pub async fn read(&self, logits: Tensor<2>) -> Result<Vec<Reading>, PatchingError> {
-        let backend = |e: &dyn std::fmt::Debug| {
-            PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}")))
-        };
-        let data = self
-            .readings(logits)
-            .into_data_async()
-            .await
-            .map_err(|e| backend(&e))?;
-        let values: Vec<f32> = data
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| backend(&e))?;
+        let values = read_f32(self.readings(logits)).await?;
         Ok(values
             .chunks_exact(5)
             .map(|v| Reading {

@@ -2,7 +2,7 @@
 //! predictions.
 
 use patchbay_model::logits::top_k;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2};
+use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2, read_f32};
 use patchbay_patching::Budget;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -135,13 +135,7 @@ impl Session {
             .model
             .forward(&[ids.clone()], &mut Hooks::none(), LogitsAt::Last)
             .map_err(js_err)?;
-        let logits: Vec<f32> = logits
-            .into_data_async()
-            .await
-            .map_err(|e| js_err(format!("{e:?}")))?
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| js_err(format!("{e:?}")))?;
+        let logits = read_f32(logits).await.map_err(js_err)?;
         let top = top_k(&logits, k)
             .into_iter()
             .map(|(id, prob)| Prediction {
