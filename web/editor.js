@@ -48,7 +48,7 @@ export class Editor {
       if (presets.value) this.applyPreset(presets.value);
     });
     const inputs = [
-      '#clean', '#corrupted', '#bos', '#answer', '#counter', '#metric', '#normalized', '#direction',
+      '#clean', '#corrupted', '#bos', '#answer', '#counter', '#answer-set', '#counter-set', '#metric', '#normalized', '#direction',
       '#component', '#positions', '#position-list', '#heads', '#window', '#gn-scale', '#gn-samples', '#seed',
       '#dataset-task', '#dataset-n', '#dataset-seed', '#dataset-names', '#dataset-template', '#detect',
     ];
@@ -75,6 +75,7 @@ export class Editor {
     const component = $('#component').value;
     $('#heads-row').hidden = !['z', 'q', 'k', 'v', 'pattern'].includes(component);
     const task = $('#dataset-task').value;
+    $('#answer-sets').hidden = $('#answer-sets-hint').hidden = $('#metric').value !== 'prob_diff' || Boolean(task);
     $('#dataset-fields').hidden = !task;
     $('#dataset-hint').hidden = !task;
     for (const e of document.querySelectorAll('.ioi-only')) e.hidden = task !== 'ioi';
@@ -113,6 +114,12 @@ export class Editor {
       answer: $('#answer').value,
     };
     if ($('#counter').value !== '') first.counter_answer = $('#counter').value;
+    // R and R' of probability difference: tokens separated by |, spaces kept.
+    const set = (id) => $(id).value.split('|').filter((t) => t !== '');
+    if ($('#metric').value === 'prob_diff') {
+      if (set('#answer-set').length) first.answer_set = set('#answer-set');
+      if (set('#counter-set').length) first.counter_set = set('#counter-set');
+    }
     // The corrupted prompt is kept under GN too: it names the key tokens STR would swap.
     if (this.corruption() === 'str' || $('#corrupted').value) first.corrupted = $('#corrupted').value;
     let corruption;
@@ -175,6 +182,8 @@ export class Editor {
     $('#corrupted').value = first?.corrupted ?? '';
     $('#answer').value = first?.answer ?? '';
     $('#counter').value = first?.counter_answer ?? '';
+    $('#answer-set').value = (first?.answer_set ?? []).join('|');
+    $('#counter-set').value = (first?.counter_set ?? []).join('|');
     $('#bos').checked = spec.prepend_bos !== false;
     const gn = spec.corruption.method === 'gn';
     document.querySelector(`input[name="corruption"][value="${gn ? 'gn' : 'str'}"]`).checked = true;

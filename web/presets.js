@@ -7,6 +7,9 @@ const ioi = {
   counter_answer: ' John',
 };
 
+/** The two-digit year tokens from `from` to `to`: "00", "01", ... */
+const years = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i).padStart(2, '0'));
+
 export const PRESETS = {
   ioi: {
     label: 'Indirect object identification (IOI)',
@@ -39,7 +42,9 @@ export const PRESETS = {
   },
   greater: {
     label: 'Greater-than',
-    about: 'Does the model know the end year comes after 1732? The corrupted start year 1701 leaves every end year possible.',
+    about:
+      'Does the model know the end year comes after 1732? The corrupted start year 1701 leaves every end year possible. ' +
+      'Measured as Hanna et al. do: P(33…99) − P(00…32), the probability of a later year minus that of an earlier one.',
     spec: {
       prompts: [
         {
@@ -47,10 +52,12 @@ export const PRESETS = {
           corrupted: 'The war lasted from the year 1701 to the year 17',
           answer: '89',
           counter_answer: '12',
+          answer_set: years(33, 99),
+          counter_set: years(0, 32),
         },
       ],
       corruption: { method: 'str' },
-      metric: { kind: 'logit_diff', normalized: true },
+      metric: { kind: 'prob_diff', normalized: true },
       direction: 'denoising',
       target: { component: 'resid_pre', positions: 'each', heads: 'each' },
     },

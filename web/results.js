@@ -25,7 +25,12 @@ const COMPONENT_TEXT = {
   path: 'the path from head',
 };
 
-const METRIC_TEXT = { logit_diff: 'logit difference', prob: 'probability of r', kl: 'KL divergence from the clean run' };
+const METRIC_TEXT = {
+  logit_diff: 'logit difference',
+  prob: 'probability of r',
+  kl: 'KL divergence from the clean run',
+  prob_diff: 'probability difference P(R) − P(R′)',
+};
 
 function pct(v) {
   return `${(100 * Math.abs(v)).toFixed(0)}%`;

@@ -288,14 +288,14 @@ def forward_reference(name, model_dir, tok):
     (ref / f"{name}-forward.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
 
 
-def patching_reference(name, model_dir, tok):
+def patching_reference(name, model_dir, tok, builder="build"):
     """Reference patching grids (see patching_reference.py) for one model."""
     import patching_reference
 
     hf = load_hf(model_dir)
     tl = load_tl(hf)
     tensors = {}
-    cases = patching_reference.build(tl, tok, tensors, hf.config.n_layer)
+    cases = getattr(patching_reference, builder)(tl, tok, tensors, hf.config.n_layer)
     ref = FIXTURES / "reference"
     save_file(tensors, str(ref / f"{name}-patching.safetensors"), metadata={"format": "pt"})
     meta = {"model": name, "generated_by": "tests/reference/make_fixtures.py", "versions": versions(), "cases": cases}
@@ -331,6 +331,9 @@ def main():
         forward_reference(name, out, tok)
         if name == "tiny":
             patching_reference(name, out, tok)
+    if not args.bench_only:
+        # The shipped model (trained by `patchbay train`, float16), on the task it learned.
+        patching_reference("patchbay-ioi", ROOT / "models" / "patchbay-ioi", tok, "build_greater_than")
 
     if args.bench_out:
         spec = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=12, prefix="", tokenizer="json")

@@ -9,6 +9,8 @@ Metric conventions (shared with crates/patching/src/metric.rs). For one run, wit
 r' the counter-answer and P_cl the clean run's next-token distribution:
   raw value   prob: P(r)      logit_diff: logit(r) - logit(r')      kl: KL(P_cl || P)
   M           prob: P(r)      logit_diff: logit(r) - logit(r')      kl: -KL(P_cl || P)
+  prob_diff (raw and M): P(R) - P(R'), the summed probabilities of two answer sets (Hanna et
+              al.'s greater-than metric; R = {r} and R' = {r'} without sets)
   effect      M_patched - M_base, where the base run is the corrupted run when denoising and
               the clean run when noising; averaged over noise samples and prompts
   normalized  effect / (M_clean - M_corrupted)
@@ -50,12 +52,16 @@ TL_SWEEPS = {
 }
 
 
-def raw_values(kind, last, r, rp, clean_lp):
-    """Per-row raw metric of last-position logits [B, V]; r, rp [B]; clean_lp [B, V]."""
+def raw_values(kind, last, r, rp, clean_lp, sets):
+    """Per-row raw metric of last-position logits [B, V]; r, rp [B]; clean_lp [B, V]; sets: the
+    0/1 masks of R and R' [B, V]."""
     lp = last.log_softmax(-1)
     rows = torch.arange(last.shape[0])
     if kind == "prob":
         return lp[rows, r].exp()
+    if kind == "prob_diff":
+        R, Rp = sets
+        return (lp.exp() * R).sum(-1) - (lp.exp() * Rp).sum(-1)
     if kind == "logit_diff":
         return last[rows, r] - last[rows, rp]
     return (clean_lp.exp() * (clean_lp - lp)).sum(-1)
@@ -69,11 +75,19 @@ class Setting:
     """The clean and corrupted runs of one experiment and the metric functions TransformerLens
     calls on patched logits."""
 
-    def __init__(self, tl, clean_tokens, answers, counters, corrupt_tokens=None, noise=None, positions=None):
+    def __init__(self, tl, clean_tokens, answers, counters, corrupt_tokens=None, noise=None, positions=None,
+                 sets=None):
         self.tl = tl
         self.clean_tokens = clean_tokens  # [P, T]
         self.r = torch.tensor(answers)
         self.rp = torch.tensor(counters)
+        # R and R' per prompt (token-id lists), {r} and {r'} by default, as 0/1 masks [P, V].
+        sets = sets or [([a], [c]) for a, c in zip(answers, counters)]
+        self.R = torch.zeros(len(sets), tl.cfg.d_vocab)
+        self.Rp = torch.zeros(len(sets), tl.cfg.d_vocab)
+        for i, (R, Rp) in enumerate(sets):
+            self.R[i, R] = 1
+            self.Rp[i, Rp] = 1
         self.noise, self.positions = noise, positions
         with torch.no_grad():
             clean_logits, self.clean_cache = tl.run_with_cache(clean_tokens)
@@ -101,16 +115,15 @@ class Setting:
         self.tl.add_hook("hook_embed", hook, is_permanent=True)
 
     def rows(self, batch):
-        """Per-row answers and clean distributions for a patched batch."""
+        """Per-row answers, clean distributions and answer sets for a patched batch."""
         reps = batch // self.r.shape[0]
-        return self.r.repeat(reps), self.rp.repeat(reps), self.clean_lp.repeat(reps, 1)
+        sets = (self.R.repeat(reps, 1), self.Rp.repeat(reps, 1))
+        return self.r.repeat(reps), self.rp.repeat(reps), self.clean_lp.repeat(reps, 1), sets
 
     def baselines(self, kind):
         """Mean raw values and per-prompt M of the clean and corrupted runs."""
-        r, rp, lp = self.rows(self.clean_last.shape[0])
-        clean_raw = raw_values(kind, self.clean_last, r, rp, lp)
-        r, rp, lp = self.rows(self.corrupt_last.shape[0])
-        corrupt_raw = raw_values(kind, self.corrupt_last, r, rp, lp)
+        clean_raw = raw_values(kind, self.clean_last, *self.rows(self.clean_last.shape[0]))
+        corrupt_raw = raw_values(kind, self.corrupt_last, *self.rows(self.corrupt_last.shape[0]))
         n = self.r.shape[0]
         corrupt_m = to_m(kind, corrupt_raw).reshape(-1, n).mean(0)  # mean over noise samples
         return clean_raw, corrupt_raw, to_m(kind, clean_raw), corrupt_m
@@ -123,8 +136,7 @@ class Setting:
 
         def metric(logits):
             last = logits[:, -1]
-            r, rp, lp = self.rows(last.shape[0])
-            raw = raw_values(kind, last, r, rp, lp)
+            raw = raw_values(kind, last, *self.rows(last.shape[0]))
             if mode == "raw":
                 return raw.mean()
             reps = last.shape[0] // self.r.shape[0]
@@ -278,10 +290,10 @@ def pick_answers(tl, tok, clean_ids, corrupt_ids=None, noise=None, positions=Non
 
 
 def spec(prompts, target, metric_kind="logit_diff", normalized=True, direction="denoising",
-         corruption=None, window=None, seed=0):
+         corruption=None, window=None, seed=0, model=None):
     return {
         "version": 1,
-        "model": {"local": "tests/fixtures/models/tiny"},
+        "model": model or {"local": "tests/fixtures/models/tiny"},
         "prepend_bos": True,
         "prompts": prompts,
         "corruption": corruption or {"method": "str"},
@@ -411,4 +423,47 @@ def build(tl, tok, out_tensors, n_layer):
         }
         add(f"attribution.{component}.{pos_mode}", s, grids)
 
+    return cases
+
+
+# Greater-than (Hanna et al.) on the model the app ships, which learned it: R = the two-digit year
+# tokens after YY, R' = those up to YY; the corrupted start year is 1701.
+GREATER_THAN = [(" war", 32), (" siege", 58), (" voyage", 45), (" famine", 71)]
+
+
+def build_greater_than(tl, tok, out_tensors, n_layer):
+    """Probability-difference grids (P(R) - P(R')) on a 4-prompt greater-than dataset."""
+    enc = lambda text: [EOT] + tok(text)["input_ids"]
+    ids = lambda word: tok(word)["input_ids"][0]
+    prompt = lambda noun, yy: f"The{noun} lasted from the year 17{yy:02} to the year 17"
+    years = [f"{y:02}" for y in range(100) if len(tok(f"{y:02}")["input_ids"]) == 1]
+    dataset = []
+    for noun, yy in GREATER_THAN:
+        dataset.append({
+            "clean": prompt(noun, yy), "corrupted": prompt(noun, 1),
+            "answer": f"{yy + 1:02}", "counter_answer": f"{yy - 1:02}",
+            "answer_set": [y for y in years if int(y) > yy],
+            "counter_set": [y for y in years if int(y) <= yy],
+        })
+    tokens = lambda key: torch.tensor([enc(p[key]) for p in dataset])
+    setting = Setting(tl, tokens("clean"), [ids(p["answer"]) for p in dataset],
+                      [ids(p["counter_answer"]) for p in dataset], tokens("corrupted"),
+                      sets=[([ids(y) for y in p["answer_set"]], [ids(y) for y in p["counter_set"]]) for p in dataset])
+    cases = []
+    for component, pos_mode in [("resid_pre", "each"), ("z", "all"), ("mlp_out", "each")]:
+        name = f"greater_than4.{component}.{pos_mode}.prob_diff"
+        grids = {}
+        for mode in ["raw", "normalized"]:  # normalized per prompt, then averaged
+            grids[mode] = f"{name}.{mode}"
+            out_tensors[grids[mode]] = tl_grid(setting, component, pos_mode, "prob_diff", mode,
+                                               "denoising").float().contiguous()
+        clean_raw, corrupt_raw, _, _ = setting.baselines("prob_diff")
+        cases.append({
+            "name": name,
+            "spec": spec(dataset, {"component": component, "positions": pos_mode}, "prob_diff",
+                         model={"embedded": "patchbay-ioi"}),
+            "grids": grids,
+            "clean_metric": clean_raw.mean().item(),
+            "corrupted_metric": corrupt_raw.mean().item(),
+        })
     return cases

@@ -34,6 +34,10 @@ pub enum PatchingError {
         "prompt {prompt}: the answer and the counter-answer are the same token ({text:?}); logit difference needs two different tokens"
     )]
     SameAnswers { prompt: usize, text: String },
+    #[error(
+        "prompt {prompt}: {text:?} is in both the answer set R and the counter set R'; probability difference needs disjoint sets"
+    )]
+    OverlappingSets { prompt: usize, text: String },
     #[error("prompt {prompt}: the {0} metric needs a counter-answer r'", .metric)]
     MissingCounterAnswer { prompt: usize, metric: &'static str },
     #[error("a window of {size} layers is wider than the model's {n_layer} layers")]
@@ -62,6 +66,7 @@ impl PatchingError {
             PatchingError::NotOneToken { which: "answer", .. } => "answer",
             PatchingError::NotOneToken { .. }
             | PatchingError::SameAnswers { .. }
+            | PatchingError::OverlappingSets { .. }
             | PatchingError::MissingCounterAnswer { .. } => "counter_answer",
             PatchingError::WindowTooWide { .. } => "window",
             PatchingError::Target(_) => "target",

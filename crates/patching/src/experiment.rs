@@ -58,6 +58,9 @@ pub struct Prepared {
     pub corrupted_positions: Vec<usize>,
     pub answer: u32,
     pub counter: Option<u32>,
+    /// R and R' of `prob_diff`: the answer sets, or {r} and {r'}.
+    pub answer_set: Vec<u32>,
+    pub counter_set: Vec<u32>,
 }
 
 fn answer_token(
@@ -135,8 +138,22 @@ pub fn prepare(
             .as_deref()
             .map(|t| answer_token(tokenizer, t, i, "counter-answer"))
             .transpose()?;
-        if spec.metric.kind == MetricKind::LogitDiff {
-            match counter {
+        let set = |texts: &[String], which| -> Result<Vec<u32>, PatchingError> {
+            texts
+                .iter()
+                .map(|t| answer_token(tokenizer, t, i, which))
+                .collect()
+        };
+        let answer_set = match set(&pair.answer_set, "answer set")? {
+            ids if ids.is_empty() => vec![answer],
+            ids => ids,
+        };
+        let counter_set = match set(&pair.counter_set, "counter set")? {
+            ids if ids.is_empty() => counter.into_iter().collect(),
+            ids => ids,
+        };
+        match spec.metric.kind {
+            MetricKind::LogitDiff => match counter {
                 None => {
                     return Err(PatchingError::MissingCounterAnswer {
                         prompt: i,
@@ -150,7 +167,22 @@ pub fn prepare(
                     });
                 }
                 _ => {}
+            },
+            MetricKind::ProbDiff => {
+                if counter_set.is_empty() {
+                    return Err(PatchingError::MissingCounterAnswer {
+                        prompt: i,
+                        metric: "probability difference",
+                    });
+                }
+                if let Some(&shared) = answer_set.iter().find(|id| counter_set.contains(id)) {
+                    return Err(PatchingError::OverlappingSets {
+                        prompt: i,
+                        text: tokenizer.display(shared),
+                    });
+                }
             }
+            MetricKind::Prob | MetricKind::Kl => {}
         }
         if let Some(first) = prepared.first().map(|p: &Prepared| p.clean.len())
             && first != clean.len()
@@ -167,6 +199,8 @@ pub fn prepare(
             corrupted_positions,
             answer,
             counter,
+            answer_set,
+            counter_set,
         });
     }
     spec.target.check(config, prepared[0].clean.len())?;
@@ -347,6 +381,8 @@ pub async fn run_experiment(
                 ),
                 answer: p.answer,
                 counter: p.counter,
+                answer_set: p.answer_set.clone(),
+                counter_set: p.counter_set.clone(),
             })
             .collect();
         let runs = PromptRuns::new(model, inputs, &hooks).await?;

@@ -89,6 +89,7 @@ pub async fn known_fact_pairs(
                 corrupted: Some(corrupted.clone()),
                 answer: city.to_string(),
                 counter_answer: Some(other_city.to_string()),
+                ..Default::default()
             });
         }
     }

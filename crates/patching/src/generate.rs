@@ -319,6 +319,7 @@ pub fn ioi_prompts(
             corrupted: Some(corrupted),
             answer: io.to_string(),
             counter_answer: Some(s.to_string()),
+            ..Default::default()
         };
         check_pair(tokenizer, &pair, prompts.len())?;
         prompts.push(IoiPrompt {
@@ -377,6 +378,19 @@ pub fn check_pair(tokenizer: &Gpt2Tokenizer, pair: &PromptPair, index: usize) ->
             prompt: index,
             text: counter.clone(),
         });
+    }
+    let answers = pair
+        .answer_set
+        .iter()
+        .map(|t| one("answer set", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for t in &pair.counter_set {
+        if answers.contains(&one("counter set", t)?) {
+            return Err(PatchingError::OverlappingSets {
+                prompt: index,
+                text: t.clone(),
+            });
+        }
     }
     Ok(())
 }
@@ -449,6 +463,7 @@ pub fn induction_from(
             corrupted: Some(text(&corrupted)?),
             answer: text(&seq[len - 1..])?,
             counter_answer: Some(text(&seq[..1])?),
+            ..Default::default()
         };
         check_pair(tokenizer, &pair, index)?;
         pairs.push(pair);
@@ -509,7 +524,9 @@ pub fn gt_prompt(noun: &str, yy: u32) -> String {
 
 /// `n` greater-than pairs (Hanna et al.): "The war lasted from the year 17YY to the year 17"
 /// with r a year token above YY and r' one below it, both drawn at random; the corrupted prompt
-/// has YY = 01, below every answer.
+/// has YY = 01, below every answer. As Hanna et al. measure it, each pair also carries the sets
+/// R = {YY' > YY} and R' = {YY' ≤ YY} of two-digit year tokens ("00" to "99"), whose summed
+/// probabilities `prob_diff` compares.
 pub fn greater_than(
     tokenizer: &Gpt2Tokenizer,
     n: usize,
@@ -527,6 +544,16 @@ pub fn greater_than(
             "this tokenizer splits every year 17YY differently from \" 17\" + \"YY\"".into(),
         ));
     }
+    let two_digit: Vec<u32> = (0..=99)
+        .filter(|&y| tokenizer.single_token(&format!("{y:02}")).is_ok())
+        .collect();
+    let set = |keep: &dyn Fn(u32) -> bool| -> Vec<String> {
+        two_digit
+            .iter()
+            .filter(|&&y| keep(y))
+            .map(|y| format!("{y:02}"))
+            .collect()
+    };
     let mut rng = rng(seed);
     let mut pairs = Vec::with_capacity(n);
     for index in 0..n {
@@ -539,6 +566,8 @@ pub fn greater_than(
             corrupted: Some(gt_prompt(noun, 1)),
             answer: format!("{:02}", above.choose(&mut rng).expect("above")),
             counter_answer: Some(format!("{:02}", below.choose(&mut rng).expect("below"))),
+            answer_set: set(&|y| y > yy),
+            counter_set: set(&|y| y <= yy),
         };
         check_pair(tokenizer, &pair, index)?;
         pairs.push(pair);

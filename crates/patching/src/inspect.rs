@@ -71,6 +71,8 @@ pub async fn head_patterns(
         corrupted,
         answer: prompt.answer,
         counter: prompt.counter,
+        answer_set: prompt.answer_set.clone(),
+        counter_set: prompt.counter_set.clone(),
     };
     let runs = PromptRuns::new(model, vec![input], &hooks).await?;
     let base = runs.base(spec.direction);

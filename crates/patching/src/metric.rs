@@ -9,6 +9,11 @@
 //! | `prob`       | P(r)                 | P(r)                                 |
 //! | `logit_diff` | logit(r) - logit(r') | logit(r) - logit(r')                 |
 //! | `kl`         | KL(P_cl ‖ P)         | -KL(P_cl ‖ P)                        |
+//! | `prob_diff`  | P(R) - P(R')         | P(R) - P(R')                         |
+//!
+//! `prob_diff` is Hanna et al.'s probability difference for greater-than: R and R' are sets of
+//! answers (the years after YY, and the years up to YY), whose probabilities are summed; without
+//! sets they are {r} and {r'}.
 //!
 //! A patch's *effect* is `M_patched - M_base`, the base being the run that is patched (the
 //! corrupted run when denoising, the clean run when noising), averaged over noise samples and
@@ -18,19 +23,19 @@
 //! KL(P_cl‖P_*) - KL(P_cl‖P_pt), optionally over KL(P_cl‖P_*).
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::burn::tensor::activation::log_softmax;
 use patchbay_model::read_f32;
 use serde::{Deserialize, Serialize};
 
 use crate::{Direction, PatchingError};
 
-/// The three metrics of the paper.
+/// The three metrics of the paper, and greater-than's probability difference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
     Prob,
     LogitDiff,
     Kl,
+    ProbDiff,
 }
 
 impl MetricKind {
@@ -40,6 +45,7 @@ impl MetricKind {
             MetricKind::Prob => "prob",
             MetricKind::LogitDiff => "logit_diff",
             MetricKind::Kl => "kl",
+            MetricKind::ProbDiff => "prob_diff",
         }
     }
 
@@ -49,6 +55,7 @@ impl MetricKind {
             MetricKind::Prob => "probability of r",
             MetricKind::LogitDiff => "logit difference",
             MetricKind::Kl => "KL divergence",
+            MetricKind::ProbDiff => "probability difference",
         }
     }
 
@@ -58,6 +65,7 @@ impl MetricKind {
             MetricKind::Prob => (r.logprob_r as f64).exp(),
             MetricKind::LogitDiff => r.logit_r as f64 - r.logit_rp as f64,
             MetricKind::Kl => r.kl as f64,
+            MetricKind::ProbDiff => r.prob_set_r as f64 - r.prob_set_rp as f64,
         }
     }
 
@@ -70,6 +78,36 @@ impl MetricKind {
     }
 }
 
+/// Sums `[rows, vocab]` over the vocabulary in two stages (blocks of 256, then the blocks): a
+/// backend that reduces sequentially in f32 (burn's CPU backend in wasm) drifts by 1e-3 of the
+/// total over GPT-2's 50,257 entries, which the metrics would inherit; two stages keep every
+/// partial sum short. `[rows, 1]`.
+fn sum_vocab(values: Tensor<2>) -> Tensor<2> {
+    const BLOCK: usize = 256;
+    let [rows, vocab] = values.dims();
+    let blocks = vocab.div_ceil(BLOCK);
+    let pad = blocks * BLOCK - vocab;
+    let padded = if pad == 0 {
+        values
+    } else {
+        let zeros = Tensor::zeros([rows, pad], &values.device());
+        Tensor::cat(vec![values, zeros], 1)
+    };
+    padded
+        .reshape([rows, blocks, BLOCK])
+        .sum_dim(2)
+        .reshape([rows, blocks])
+        .sum_dim(1)
+}
+
+/// log softmax over the vocabulary, with the normalizer summed by `sum_vocab`.
+fn log_softmax(logits: Tensor<2>) -> Tensor<2> {
+    // The maximum only keeps exp in range: no gradient flows through it (attribution).
+    let shifted = logits.clone() - logits.max_dim(1).detach();
+    let log_sum = sum_vocab(shifted.clone().exp()).log();
+    shifted - log_sum
+}
+
 /// What one run's last-position logits say, enough for every metric.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reading {
@@ -80,6 +118,9 @@ pub struct Reading {
     pub kl: f32,
     /// P(r'), for the baselines the page shows.
     pub prob_rp: f32,
+    /// P(R) and P(R'): the probability mass of the answer sets.
+    pub prob_set_r: f32,
+    pub prob_set_rp: f32,
 }
 
 /// `logit(r) - logit(r')` for each row of last-position logits `[batch, vocab]`, as
@@ -104,21 +145,42 @@ pub struct Scorer {
     pub counters: Vec<u32>,
     /// log P_clean per row, `[rows, vocab]`.
     clean_logprobs: Tensor<2>,
+    /// Per row, 1 on the tokens of R (of R'), 0 elsewhere: `[rows, vocab]`.
+    set_r: Tensor<2>,
+    set_rp: Tensor<2>,
 }
 
 impl Scorer {
     /// `clean_logits`: the clean run's last-position logits, `[rows, vocab]`, one row per entry
-    /// of `answers` and `counters`.
-    pub fn new(answers: Vec<u32>, counters: Vec<Option<u32>>, clean_logits: Tensor<2>) -> Self {
+    /// of `answers`, `counters` and `sets` (R and R' of each row).
+    pub fn new(
+        answers: Vec<u32>,
+        counters: Vec<Option<u32>>,
+        sets: Vec<(Vec<u32>, Vec<u32>)>,
+        clean_logits: Tensor<2>,
+    ) -> Self {
         let counters = counters
             .iter()
             .zip(&answers)
             .map(|(c, a)| c.unwrap_or(*a))
             .collect();
+        let [rows, vocab] = clean_logits.dims();
+        let device = clean_logits.device();
+        let mask = |pick: &dyn Fn(&(Vec<u32>, Vec<u32>)) -> &Vec<u32>| {
+            let mut values = vec![0f32; rows * vocab];
+            for (row, set) in sets.iter().enumerate() {
+                for &id in pick(set) {
+                    values[row * vocab + id as usize] = 1.0;
+                }
+            }
+            Tensor::from_data(TensorData::new(values, [rows, vocab]), &device)
+        };
         Scorer {
             answers,
             counters,
-            clean_logprobs: log_softmax(clean_logits, 1),
+            set_r: mask(&|s| &s.0),
+            set_rp: mask(&|s| &s.1),
+            clean_logprobs: log_softmax(clean_logits),
         }
     }
 
@@ -137,7 +199,7 @@ impl Scorer {
     }
 
     /// The readings of last-position logits `[batch, vocab]`, computed on the device:
-    /// `[batch, 5]` = (logit r, logit r', log P(r), KL(P_cl ‖ P), P(r')).
+    /// `[batch, 7]` = (logit r, logit r', log P(r), KL(P_cl ‖ P), P(r'), P(R), P(R')).
     pub fn readings(&self, logits: Tensor<2>) -> Tensor<2> {
         let [batch, _] = logits.dims();
         let device = logits.device();
@@ -145,9 +207,12 @@ impl Scorer {
             self.ids(&self.answers, batch, &device),
             self.ids(&self.counters, batch, &device),
         );
-        let logprobs = log_softmax(logits.clone(), 1);
+        let logprobs = log_softmax(logits.clone());
         let clean = self.clean_rows(batch);
-        let kl = (clean.clone().exp() * (clean - logprobs.clone())).sum_dim(1);
+        let kl = sum_vocab(clean.clone().exp() * (clean - logprobs.clone()));
+        let probs = logprobs.clone().exp();
+        let reps = batch / self.rows();
+        let mass = |set: &Tensor<2>| sum_vocab(probs.clone() * set.clone().repeat_dim(0, reps));
         Tensor::cat(
             vec![
                 logits.clone().gather(1, r.clone()),
@@ -155,6 +220,8 @@ impl Scorer {
                 logprobs.clone().gather(1, r),
                 kl,
                 logprobs.gather(1, rp).exp(),
+                mass(&self.set_r),
+                mass(&self.set_rp),
             ],
             1,
         )
@@ -164,13 +231,15 @@ impl Scorer {
     pub async fn read(&self, logits: Tensor<2>) -> Result<Vec<Reading>, PatchingError> {
         let values = read_f32(self.readings(logits)).await?;
         Ok(values
-            .chunks_exact(5)
+            .chunks_exact(7)
             .map(|v| Reading {
                 logit_r: v[0],
                 logit_rp: v[1],
                 logprob_r: v[2],
                 kl: v[3],
                 prob_rp: v[4],
+                prob_set_r: v[5],
+                prob_set_rp: v[6],
             })
             .collect())
     }
@@ -185,14 +254,16 @@ impl Scorer {
                 let rp = self.ids(&self.counters, batch, &device);
                 (logits.clone().gather(1, r) - logits.gather(1, rp)).squeeze_dim(1)
             }
-            MetricKind::Prob => log_softmax(logits, 1).gather(1, r).exp().squeeze_dim(1),
+            MetricKind::Prob => log_softmax(logits).gather(1, r).exp().squeeze_dim(1),
             MetricKind::Kl => {
-                let lp = log_softmax(logits, 1);
+                let lp = log_softmax(logits);
                 let clean = self.clean_rows(batch);
-                (clean.clone().exp() * (clean - lp))
-                    .sum_dim(1)
-                    .squeeze_dim(1)
-                    .neg()
+                sum_vocab(clean.clone().exp() * (clean - lp)).squeeze_dim(1).neg()
+            }
+            MetricKind::ProbDiff => {
+                let reps = batch / self.rows();
+                let sets = (self.set_r.clone() - self.set_rp.clone()).repeat_dim(0, reps);
+                sum_vocab(log_softmax(logits).exp() * sets).squeeze_dim(1)
             }
         }
     }

@@ -88,6 +88,9 @@ pub struct PromptInput {
     pub corrupted: Corrupted,
     pub answer: u32,
     pub counter: Option<u32>,
+    /// R and R' of `prob_diff` (see `Prepared`).
+    pub answer_set: Vec<u32>,
+    pub counter_set: Vec<u32>,
 }
 
 /// The two runs of a batch of prompts and what they measure.
@@ -145,7 +148,11 @@ impl PromptRuns {
             prompts.iter().flat_map(|p| vec![f(p); samples]).collect()
         };
         let answers = per_row(&|p| Some(p.answer)).into_iter().flatten().collect();
-        let scorer = Scorer::new(answers, per_row(&|p| p.counter), clean.last_logits.clone());
+        let sets = prompts
+            .iter()
+            .flat_map(|p| vec![(p.answer_set.clone(), p.counter_set.clone()); samples])
+            .collect();
+        let scorer = Scorer::new(answers, per_row(&|p| p.counter), sets, clean.last_logits.clone());
         let baselines = Baselines {
             clean: scorer.read(clean.last_logits.clone()).await?,
             corrupted: scorer.read(corrupted.last_logits.clone()).await?,

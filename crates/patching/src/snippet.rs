@@ -82,6 +82,27 @@ pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
         "counter = torch.tensor([model.to_single_token(a) for a in {}])",
         py_list(&counters)
     ));
+    if spec.metric.kind == MetricKind::ProbDiff {
+        let sets = |pick: &dyn Fn(&crate::PromptPair) -> Vec<String>| {
+            let lists: Vec<String> = spec.prompts.iter().map(|p| py_list(&pick(p))).collect();
+            py_list(&lists)
+        };
+        let or_single = |set: &[String], single: &str| match set {
+            [] => vec![py_str(single)],
+            set => set.iter().map(|t| py_str(t)).collect(),
+        };
+        let answer_sets = sets(&|p| or_single(&p.answer_set, &p.answer));
+        let counter_sets =
+            sets(&|p| or_single(&p.counter_set, p.counter_answer.as_deref().unwrap_or_default()));
+        line("# R and R' per prompt (probability difference sums each set's probabilities).");
+        line("def mask(sets):");
+        line("    out = torch.zeros(len(sets), model.cfg.d_vocab)");
+        line("    for i, s in enumerate(sets):");
+        line("        out[i, [model.to_single_token(t) for t in s]] = 1");
+        line("    return out");
+        line(&format!("R = mask({answer_sets})"));
+        line(&format!("R_counter = mask({counter_sets})"));
+    }
     match &spec.corruption {
         Corruption::Str => {
             let corrupted: Vec<String> = spec
@@ -126,6 +147,7 @@ pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
             "    return last[rows, answer.repeat(reps)] - last[rows, counter.repeat(reps)]"
         }
         MetricKind::Prob => "    return last.softmax(-1)[rows, answer.repeat(reps)]",
+        MetricKind::ProbDiff => "    return (last.softmax(-1) * (R - R_counter).repeat(reps, 1)).sum(-1)",
         MetricKind::Kl => {
             "    lp = last.log_softmax(-1)\n    cl = clean_logprobs.repeat(reps, 1)\n    return -(cl.exp() * (cl - lp)).sum(-1)"
         }

@@ -80,7 +80,7 @@ pub enum ModelSource {
 }
 
 /// One clean prompt, its corruption and its answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptPair {
     pub clean: String,
@@ -92,6 +92,13 @@ pub struct PromptPair {
     /// The other answer r' (one token), needed by logit difference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counter_answer: Option<String>,
+    /// The answers R whose probabilities `prob_diff` sums (one token each), as Hanna et al. sum
+    /// P(YY' > YY) for greater-than; empty means {r}.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answer_set: Vec<String>,
+    /// The other answers R' that `prob_diff` subtracts; empty means {r'}.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counter_set: Vec<String>,
 }
 
 /// How the corrupted run is made.

@@ -109,6 +109,34 @@ fn the_same_answer_twice() {
 }
 
 #[test]
+fn answer_sets_of_probability_difference() {
+    let mut spec = with(&["metric", "kind"], json!("prob_diff"));
+    spec["prompts"][0]["answer_set"] = json!([" Mary", " Anna"]);
+    spec["prompts"][0]["counter_set"] = json!([" John", " Anna"]);
+    let e = error_of(spec.clone());
+    assert!(
+        e.contains("\"␣Anna\" is in both the answer set R and the counter set R'"),
+        "{e}"
+    );
+    spec["prompts"][0]["counter_set"] = json!([" John", " Johnathan"]);
+    let e = error_of(spec.clone());
+    assert!(
+        e.contains("counter set \" Johnathan\" must be a single token"),
+        "{e}"
+    );
+    spec["prompts"][0]["counter_set"] = json!([]);
+    spec["prompts"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("counter_answer");
+    let e = error_of(spec);
+    assert!(
+        e.contains("probability difference metric needs a counter-answer"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_window_wider_than_the_model() {
     let spec = with(&["target"], json!({"component": "mlp_out"}));
     let mut spec = spec;

@@ -231,6 +231,13 @@ fn greater_than_answers_straddle_the_start_year_and_the_corruption_is_01() {
             assert!(year(&pair.answer) > yy && year(pair.counter_answer.as_deref().unwrap()) < yy);
             tok.single_token(&pair.answer).unwrap();
             assert!(pair.clean.ends_with(" to the year 17"));
+            // Hanna et al.'s sets: every two-digit year token, split at YY, r in R and r' in R'.
+            assert!(pair.answer_set.iter().all(|y| year(y) > yy));
+            assert!(pair.counter_set.iter().all(|y| year(y) <= yy));
+            assert_eq!(pair.answer_set.len() + pair.counter_set.len(), 100);
+            assert!(pair.answer_set.contains(&pair.answer));
+            assert!(pair.counter_set.contains(pair.counter_answer.as_ref().unwrap()));
+            generate::check_pair(&tok, pair, 0).unwrap();
         }
     }
 }
@@ -243,6 +250,7 @@ fn check_pair_names_what_is_wrong() {
         corrupted: Some(corrupted.into()),
         answer: answer.into(),
         counter_answer: Some(counter.into()),
+        ..Default::default()
     };
     let ok = pair("When Mary and John", "When Mary and Mary", " Mary", " John");
     generate::check_pair(&tok, &ok, 0).unwrap();
@@ -260,4 +268,13 @@ fn check_pair_names_what_is_wrong() {
     assert!(generate::check_pair(&tok, &same, 0).is_err());
     let split = pair("When Mary and John", "When Mary and Bob", " Maryanne", " John");
     assert!(generate::check_pair(&tok, &split, 0).is_err());
+    let overlapping = PromptPair {
+        answer_set: vec![" Mary".into(), " Anna".into()],
+        counter_set: vec![" John".into(), " Anna".into()],
+        ..ok
+    };
+    assert!(matches!(
+        generate::check_pair(&tok, &overlapping, 0),
+        Err(patchbay_patching::PatchingError::OverlappingSets { text, .. }) if text == " Anna"
+    ));
 }

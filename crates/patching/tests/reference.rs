@@ -1,7 +1,8 @@
 //! Every patching grid against TransformerLens 3.9.0 on the same weights, within 1e-4: each
 //! `get_act_patch_*` sweep under normalized logit difference, probability and KL; Gaussian noise
 //! with the reference's own noise replayed; noising; a window of 3; a 4-prompt dataset; path
-//! patching; attribution patching. Each reference case carries the spec it was made from.
+//! patching; attribution patching; greater-than's probability difference on the shipped model.
+//! Each reference case carries the spec it was made from.
 
 mod common;
 
@@ -136,6 +137,22 @@ fn every_grid_matches_transformer_lens_on_the_cpu() {
         println!("  {what:<40} {err:.2e}");
     }
     assert!(cases.cases.len() >= 70);
+}
+
+/// Greater-than's probability difference P(R) - P(R') (Hanna et al.: R the year tokens after
+/// the start year YY, R' those up to it) on the shipped model, which learned the task.
+#[test]
+fn greater_than_probability_difference_matches_transformer_lens() {
+    let cases = Cases::of("patchbay-ioi");
+    let (model, tokenizer) = embedded(&backend::cpu());
+    for case in &cases.cases {
+        let results = run(&model, &tokenizer, &spec_of(case), &RunOptions::default());
+        assert_eq!(results.metric, MetricKind::ProbDiff);
+        let errors = check_case(&cases, case, &results);
+        println!("{}: {errors:?}", case["name"].as_str().unwrap());
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["normalized", "raw"]);
+    }
+    assert_eq!(cases.cases.len(), 3);
 }
 
 /// The same numbers on the GPU backend (lavapipe here), for a sample of cases.

@@ -82,6 +82,7 @@ fn random_spec(rng: &mut ChaCha8Rng) -> ExperimentSpec {
             corrupted: Some(CORRUPT.into()),
             answer: " transc".into(),
             counter_answer: Some(" Thief".into()),
+            ..Default::default()
         }],
         corruption,
         metric: MetricSpec {

@@ -16,12 +16,20 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn tiny(backend: &Backend) -> (Gpt2, Gpt2Tokenizer) {
-    let dir = root().join("tests/fixtures/models/tiny");
+fn load(dir: PathBuf, backend: &Backend) -> (Gpt2, Gpt2Tokenizer) {
     (
         load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).unwrap(),
         Gpt2Tokenizer::from_dir(&dir).unwrap(),
     )
+}
+
+pub fn tiny(backend: &Backend) -> (Gpt2, Gpt2Tokenizer) {
+    load(root().join("tests/fixtures/models/tiny"), backend)
+}
+
+/// The model the app ships (trained by `patchbay train`).
+pub fn embedded(backend: &Backend) -> (Gpt2, Gpt2Tokenizer) {
+    load(root().join("models/patchbay-ioi"), backend)
 }
 
 /// The reference cases of tests/reference/patching_reference.py.
@@ -31,13 +39,21 @@ pub struct Cases {
 }
 
 impl Cases {
+    /// The cases of the fixture model `tiny`.
     pub fn load() -> Self {
+        Self::of("tiny")
+    }
+
+    /// The cases of one model: tests/fixtures/reference/{model}-patching.{json,safetensors}.
+    pub fn of(model: &str) -> Self {
         let dir = root().join("tests/fixtures/reference");
-        let meta: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("tiny-patching.json")).unwrap()).unwrap();
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{model}-patching.json"))).unwrap(),
+        )
+        .unwrap();
         Cases {
             cases: meta["cases"].as_array().unwrap().clone(),
-            bytes: std::fs::read(dir.join("tiny-patching.safetensors")).unwrap(),
+            bytes: std::fs::read(dir.join(format!("{model}-patching.safetensors"))).unwrap(),
         }
     }
 
