@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::BackendChoice;
 
+/// What both commands take: a checkpoint, a prompt, a backend.
 #[derive(Args)]
-pub struct LogitsArgs {
+struct ForwardArgs {
     /// Folder with config.json, model.safetensors and tokenizer files (Hub layout).
     #[arg(long)]
     model: PathBuf,
@@ -23,6 +24,26 @@ pub struct LogitsArgs {
     prepend_bos: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
+}
+
+impl ForwardArgs {
+    /// The model, the prompt's tokens, the tokenizer and the backend's name.
+    fn load(&self) -> Result<(Gpt2, Vec<u32>, Gpt2Tokenizer, String), String> {
+        let backend = self.backend.create()?;
+        let gpt2 = load_gpt2_dir(&self.model, &backend.device, backend.max_binding_bytes)
+            .map_err(|e| e.to_string())?;
+        let tokenizer = Gpt2Tokenizer::from_dir(&self.model).map_err(|e| e.to_string())?;
+        let tokens = tokenizer
+            .encode(&self.prompt, self.prepend_bos)
+            .map_err(|e| e.to_string())?;
+        Ok((gpt2, tokens, tokenizer, backend.kind.to_string()))
+    }
+}
+
+#[derive(Args)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    forward: ForwardArgs,
     /// Print one JSON object {"tokens", "logits", "backend"} instead of a table.
     #[arg(long)]
     json: bool,
@@ -30,14 +51,8 @@ pub struct LogitsArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long)]
-    prompt: String,
-    #[arg(long)]
-    prepend_bos: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendChoice,
+    #[command(flatten)]
+    forward: ForwardArgs,
     /// Timed passes, after one untimed warm-up.
     #[arg(long, default_value_t = 10)]
     iters: usize,
@@ -46,18 +61,8 @@ pub struct BenchArgs {
     all_positions: bool,
 }
 
-fn load(model: &PathBuf, backend: BackendChoice) -> Result<(Gpt2, Gpt2Tokenizer, String), String> {
-    let backend = backend.create()?;
-    let gpt2 = load_gpt2_dir(model, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
-    let tokenizer = Gpt2Tokenizer::from_dir(model).map_err(|e| e.to_string())?;
-    Ok((gpt2, tokenizer, backend.kind.to_string()))
-}
-
 pub fn run(args: LogitsArgs) -> Result<(), String> {
-    let (gpt2, tokenizer, backend) = load(&args.model, args.backend)?;
-    let tokens = tokenizer
-        .encode(&args.prompt, args.prepend_bos)
-        .map_err(|e| e.to_string())?;
+    let (gpt2, tokens, tokenizer, backend) = args.forward.load()?;
     let logits = gpt2
         .forward(&[tokens.clone()], &mut Hooks::none(), LogitsAt::Last)
         .map_err(|e| e.to_string())?;
@@ -84,12 +89,8 @@ pub fn run(args: LogitsArgs) -> Result<(), String> {
 }
 
 pub fn bench(args: BenchArgs) -> Result<(), String> {
-    let (gpt2, tokenizer, backend) = load(&args.model, args.backend)?;
-    let tokens = vec![
-        tokenizer
-            .encode(&args.prompt, args.prepend_bos)
-            .map_err(|e| e.to_string())?,
-    ];
+    let (gpt2, tokens, _, backend) = args.forward.load()?;
+    let tokens = vec![tokens];
     let at = if args.all_positions {
         LogitsAt::All
     } else {
