@@ -63,7 +63,8 @@ pub struct Prepared {
     pub counter_set: Vec<u32>,
 }
 
-fn answer_token(
+/// The id of an answer, which must be one token; `which` names it in the message.
+pub(crate) fn answer_token(
     tokenizer: &Gpt2Tokenizer,
     text: &str,
     prompt: usize,

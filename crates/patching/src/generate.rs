@@ -17,6 +17,8 @@ use rand::rngs::ChaCha8Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
 
+use crate::corruption::str_pair;
+use crate::experiment::answer_token;
 use crate::{PatchingError, PromptPair};
 
 /// Names that are one GPT-2 token with their leading space (checked by a test).
@@ -338,38 +340,10 @@ pub fn ioi_prompts(
 /// Checks what symmetric token replacement needs of a pair: a corrupted prompt of the clean
 /// one's token length that differs from it, and single-token, different answers.
 pub fn check_pair(tokenizer: &Gpt2Tokenizer, pair: &PromptPair, index: usize) -> Result<(), PatchingError> {
-    let clean = tokenizer.encode(&pair.clean, false)?;
     if let Some(corrupted) = &pair.corrupted {
-        let corrupted = tokenizer.encode(corrupted, false)?;
-        if corrupted.len() != clean.len() {
-            let show = |ids: &[u32]| {
-                ids.iter()
-                    .map(|&id| tokenizer.display(id))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            };
-            return Err(PatchingError::UnequalLengths {
-                prompt: index,
-                clean: clean.len(),
-                corrupted: corrupted.len(),
-                clean_tokens: show(&clean),
-                corrupted_tokens: show(&corrupted),
-            });
-        }
-        if corrupted == clean {
-            return Err(PatchingError::IdenticalPrompts { prompt: index });
-        }
+        str_pair(tokenizer, &pair.clean, corrupted, false, index)?;
     }
-    let one = |which: &'static str, text: &str| {
-        tokenizer
-            .single_token(text)
-            .map_err(|e| PatchingError::NotOneToken {
-                prompt: index,
-                which,
-                text: text.to_string(),
-                reason: e.to_string(),
-            })
-    };
+    let one = |which, text: &str| answer_token(tokenizer, text, index, which);
     let answer = one("answer", &pair.answer)?;
     if let Some(counter) = &pair.counter_answer
         && one("counter-answer", counter)? == answer
