@@ -30,7 +30,7 @@ cp -r web dist/web
 # The models that ship with the app: the trained patchbay-ioi (the default) and the random test
 # fixture; and GPT-2's tokenizer, for checkpoints that come without one.
 mkdir -p dist/models/patchbay-ioi
-cp models/patchbay-ioi/{config.json,model.safetensors,tokenizer.json} dist/models/patchbay-ioi/
+cp models/patchbay-ioi/{config.json,model.safetensors,tokenizer.json,circuits.json} dist/models/patchbay-ioi/
 cp -r tests/fixtures/models/tiny dist/models/tiny
 cp tests/fixtures/models/tiny/tokenizer.json dist/models/gpt2-tokenizer.json
 

@@ -326,14 +326,14 @@ async function inspect({ results, cell, at, patch }) {
   say($('#detail-status'), '');
   const component = results.spec.target.component;
   try {
-    if (at.head !== undefined && component !== 'path') {
-      $('#detail-title').textContent = `Attention pattern of head ${at.layer}.${at.head}`;
+    if (at.head_index !== undefined && component !== 'path') {
+      $('#detail-title').textContent = `Attention pattern of head ${at.layer}.${at.head_index}`;
       say($('#detail-status'), `Running the clean, corrupted and patched runs of: ${patch}…`);
-      const p = await worker.call('headPatterns', { spec: results.spec, cell, layer: Number(at.layer), head: Number(at.head) });
+      const p = await worker.call('headPatterns', { spec: results.spec, cell, layer: Number(at.layer), head: Number(at.head_index) });
       say($('#detail-status'), `Rows are query positions, columns key positions; patch: ${patch}.`);
       const axes = [
-        { name: 'query', labels: p.tokens },
-        { name: 'key', labels: p.tokens },
+        { name: 'dest_pos', labels: p.tokens },
+        { name: 'src_pos', labels: p.tokens },
       ];
       for (const [name, grid] of [['clean', p.clean], ['corrupted', p.corrupted], ['patched', p.patched]]) {
         const figure = el('figure');
@@ -341,11 +341,12 @@ async function inspect({ results, cell, at, patch }) {
         figure.append(el('figcaption', { text: `${name} run` }), canvas);
         body.append(figure);
         const { HeatmapView } = await import('./heatmap-view.js');
-        await new HeatmapView(canvas, worker).show({ grid, axes, title: `${name}: head ${at.layer}.${at.head}`, label: 'attention', limit: 1 });
+        await new HeatmapView(canvas, worker).show({ grid, axes, title: `${name}: head ${at.layer}.${at.head_index}`, label: 'attention', limit: 1 });
       }
       state.detail = p;
-    } else if (at.position !== undefined) {
-      const position = results.axes.find((a) => a.name === 'position').labels.indexOf(at.position);
+    } else if ((at.pos ?? at.dest_pos) !== undefined) {
+      at.position = at.pos ?? at.dest_pos;
+      const position = results.axes.find((a) => a.name === 'pos' || a.name === 'dest_pos').labels.indexOf(at.position);
       $('#detail-title').textContent = `Heads at position "${at.position}"`;
       const spec = structuredClone(results.spec);
       spec.target = { component: 'z', positions: [position], heads: 'each' };

@@ -42,10 +42,11 @@ export function describePatch(results, labels, axes) {
   let component = results.spec.target.component;
   if (at.component) component = at.component;
   const where = [];
-  const head = at.head !== undefined;
-  if (head || component === 'path') where.push(`${COMPONENT_TEXT[component]} ${at.layer}.${at.head}`);
+  const head = at.head_index !== undefined;
+  if (head || component === 'path') where.push(`${COMPONENT_TEXT[component]} ${at.layer}.${at.head_index}`);
   else where.push(`${COMPONENT_TEXT[component]} ${at.layer}`);
-  if (at.position !== undefined) where.push(`at position "${at.position}"`);
+  const position = at.pos ?? at.dest_pos;
+  if (position !== undefined) where.push(`at position "${position}"`);
   else if (results.spec.target.positions === 'all') where.push('at every position');
   if (results.spec.window) where.push(`(with its ${results.spec.window.size}-layer window)`);
   return where.join(' ');
@@ -228,7 +229,7 @@ export class ResultsView {
     const legend = $('#class-legend');
     legend.replaceChildren();
     const axes = this.view?.axes;
-    if (!classes || !axes || axes.length !== 2 || axes[0].name !== 'layer' || axes[1].name !== 'head') return;
+    if (!classes || !axes || axes.length !== 2 || axes[0].name !== 'layer' || axes[1].name !== 'head_index') return;
     const n = axes[1].labels.length;
     const outlines = [];
     classes.forEach((c, i) => {

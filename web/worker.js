@@ -128,7 +128,10 @@ async function loadFolder(base, weightsUrl = base + 'model.safetensors') {
     merges = decoder.decode((await fetchBytes(base + 'merges.txt', 'merges.txt')).bytes);
   }
   const weights = await fetchBytes(weightsUrl, 'model.safetensors');
-  return open(config, weights.bytes, tokenizer, vocab, merges, weights.fromCache ? 'from the browser cache' : 'downloaded');
+  // The folder's known circuit, if it ships one (the app's own models do).
+  const circuits = await fetchOptional(base + 'circuits.json', 'circuits.json');
+  const origin = sameOrigin(weightsUrl) ? 'shipped with the app' : weights.fromCache ? 'from the browser cache' : 'downloaded';
+  return open(config, weights.bytes, tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin);
 }
 
 /** Loads files the user picked: model.safetensors, and config.json / tokenizer files if given. */
@@ -152,14 +155,14 @@ async function loadFiles(files) {
     tokenizer = (await fetchBytes(new URL('../models/gpt2-tokenizer.json', import.meta.url).href, 'tokenizer.json')).bytes;
     note += '; GPT-2 tokenizer from the app';
   }
-  return open(config, weights, tokenizer, vocab, merges, `from ${weightsFile.name}${note}`);
+  return open(config, weights, tokenizer, vocab, merges, await text('circuits.json'), `from ${weightsFile.name}${note}`);
 }
 
-function open(config, weights, tokenizer, vocab, merges, origin) {
+function open(config, weights, tokenizer, vocab, merges, circuits, origin) {
   if (running) throw new Error('Wait for the running experiment to finish, or cancel it, before loading another model.');
   session?.free();
   session = null;
-  session = Session.load(config, weights, tokenizer, vocab, merges);
+  session = Session.load(config, weights, tokenizer, vocab, merges, circuits ?? undefined);
   return { info: session.info(), origin };
 }
 
@@ -234,7 +237,7 @@ const commands = {
       running = null;
     }
   },
-  classes: ({ spec }) => JSON.parse(requireSession().classes(JSON.stringify(spec))),
+  classes: () => JSON.parse(requireSession().classes()),
   cancel() {
     if (running) running.cancelled = true;
     return Boolean(running);

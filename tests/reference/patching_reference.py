@@ -157,8 +157,6 @@ def tl_grid(setting, component, positions, kind, mode, direction):
         setting.add_noise()
     grid = TL_SWEEPS[(component, positions)](setting.tl, tokens, cache, setting.metric(kind, mode, direction))
     setting.tl.reset_hooks(including_permanent=True)
-    if component == "pattern" and positions == "each":
-        grid = grid.permute(0, 2, 1)  # TransformerLens: [layer, head, dest_pos]; Patchbay: [layer, pos, head]
     return grid
 
 

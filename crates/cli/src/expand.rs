@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
-use patchbay_patching::ExperimentSpec;
-use patchbay_patching::dataset::expand;
+use patchbay_patching::{ExperimentSpec, prepare};
 
 use crate::BackendChoice;
 use crate::run::model_dir;
@@ -27,10 +26,10 @@ pub fn run(args: ExpandArgs) -> Result<(), String> {
     let backend = args.backend.create()?;
     let model = load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let tokenizer = Gpt2Tokenizer::from_dir(&dir).map_err(|e| e.to_string())?;
-    let (expanded, _) = pollster::block_on(expand(&model, &tokenizer, &spec)).map_err(|e| e.to_string())?;
+    let prepared = pollster::block_on(prepare(&model, &tokenizer, &spec)).map_err(|e| e.to_string())?;
     println!(
         "{}",
-        serde_json::to_string_pretty(&expanded).map_err(|e| e.to_string())?
+        serde_json::to_string_pretty(&prepared.spec).map_err(|e| e.to_string())?
     );
     Ok(())
 }

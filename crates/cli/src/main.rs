@@ -3,9 +3,9 @@
 //! Every failure is printed as one clear line on stderr with exit status 1; nothing panics on
 //! bad input.
 
-mod circuit;
 mod expand;
 mod logits;
+mod report;
 mod run;
 mod sensitivity;
 mod train;

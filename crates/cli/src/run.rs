@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use patchbay_model::Gpt2Config;
 use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
-use patchbay_patching::heatmap;
-use patchbay_patching::{ExperimentSpec, Grid, ModelSource, Progress, Results, RunOptions, run_experiment};
+use patchbay_patching::analysis::known_circuits::{self, KnownCircuit};
+use patchbay_patching::export::heatmap;
+use patchbay_patching::{ExperimentSpec, ModelSource, Progress, Results, RunOptions, run_experiment};
 
 use crate::BackendChoice;
 
@@ -112,64 +114,33 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Every grid of the results, with its file stem and the label of its values.
-fn grids(results: &Results) -> Vec<(&'static str, &Grid, String, String)> {
-    let title = results.title();
-    let effect = format!("{}effect", if results.normalized { "normalized " } else { "" });
-    let mut out = vec![
-        ("grid", &results.grid, title.clone(), effect.clone()),
-        (
-            "raw_grid",
-            &results.raw_grid,
-            format!("{title} (raw {})", results.metric.name()),
-            results.metric.name().into(),
-        ),
-    ];
-    if let Some(sd) = &results.sd_grid {
-        out.push(("sd_grid", sd, format!("{title} (sd over prompts)"), "sd".into()));
-    }
-    if let Some(w) = &results.window {
-        out.push((
-            "window_single_layer",
-            &w.single_layer,
-            format!("{title} (single layers)"),
-            effect.clone(),
-        ));
-        out.push((
-            "window_summed_single_layer",
-            &w.summed_single_layer,
-            format!("{title} (summed single layers)"),
-            effect.clone(),
-        ));
-    }
-    if let Some(a) = &results.attribution {
-        out.push((
-            "attribution",
-            &a.grid,
-            format!("{title} (attribution patching)"),
-            effect,
-        ));
-    }
-    out
-}
-
 fn write_outputs(out: &Path, results: &Results, json: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("results.json"), json)?;
-    // Grids of one experiment share a colour scale, so that panels compare by eye.
-    let limit = heatmap::symmetric_limit(&results.grid.values);
-    for (stem, grid, title, label) in grids(results) {
-        std::fs::write(out.join(format!("{stem}.csv")), results.csv(grid))?;
-        let limit = if stem == "raw_grid" || stem == "sd_grid" {
-            heatmap::symmetric_limit(&grid.values)
-        } else {
-            limit
-        };
+    for view in results.views() {
+        std::fs::write(out.join(format!("{}.csv", view.key)), results.csv(view.grid))?;
         // Window and attribution grids share the main grid's axes.
         std::fs::write(
-            out.join(format!("{stem}.svg")),
-            heatmap::svg(grid, &results.axes, &title, &label, limit),
+            out.join(format!("{}.svg", view.key)),
+            heatmap::svg(
+                view.grid,
+                &results.axes,
+                &view.title,
+                &view.value_label,
+                view.limit,
+            ),
         )?;
     }
     Ok(())
+}
+
+/// The known circuit of the model in `dir`: its `circuits.json`, or GPT-2 small's by shape.
+pub(crate) fn known_circuit(dir: &Path, config: &Gpt2Config) -> Result<Option<KnownCircuit>, String> {
+    let path = dir.join(known_circuits::FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    KnownCircuit::for_model(config, text.as_deref()).map_err(|e| format!("{}: {e}", dir.display()))
 }

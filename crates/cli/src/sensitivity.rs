@@ -7,13 +7,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
-use patchbay_patching::circuits::ioi_classes;
-use patchbay_patching::dataset::IoiNames;
-use patchbay_patching::sensitivity::{Choices, CorruptionChoice, Sensitivity, sensitivity};
-use patchbay_patching::{Direction, ExperimentSpec, MetricKind, ModelSource, Progress, RunOptions};
+use patchbay_patching::analysis::sensitivity::{Choices, CorruptionChoice, Sensitivity, sensitivity};
+use patchbay_patching::spec::dataset::IoiNames;
+use patchbay_patching::{Direction, ExperimentSpec, MetricKind, Progress, RunOptions};
 
 use crate::BackendChoice;
-use crate::run::model_dir;
+use crate::run::{known_circuit, model_dir};
 
 #[derive(Args)]
 pub struct SensitivityArgs {
@@ -97,11 +96,7 @@ pub fn run(args: SensitivityArgs) -> Result<(), String> {
     let backend = args.backend.create()?;
     let model = load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let tokenizer = Gpt2Tokenizer::from_dir(&dir).map_err(|e| e.to_string())?;
-    let embedded = match &spec.model {
-        ModelSource::Embedded(name) => Some(name.as_str()),
-        _ => None,
-    };
-    let classes = ioi_classes(&model.config, embedded);
+    let circuit = known_circuit(&dir, &model.config)?;
     let mut report = |p: &Progress| {
         if !args.json {
             eprint!("\r{}: {}/{} ", p.stage, p.done, p.total);
@@ -114,7 +109,7 @@ pub fn run(args: SensitivityArgs) -> Result<(), String> {
         &tokenizer,
         &spec,
         &choices,
-        classes,
+        circuit.as_ref().map(|c| c.classes.as_slice()),
         &RunOptions::default(),
         &mut report,
     ))

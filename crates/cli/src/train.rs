@@ -1,6 +1,6 @@
 //! `patchbay train`: trains a small GPT-2 (GPT-2's architecture and tokenizer, a narrow residual
 //! stream) on synthetic tasks with burn's autodiff on the CPU, writes it as a Hub checkpoint
-//! (F16), and measures it (see [`crate::circuit`]) into `metrics.json`.
+//! (F16), and measures it (see [`crate::report`]) into `metrics.json`.
 //!
 //! The tasks come from `patchbay_patching::generate`: IOI (two thirds of each step) and
 //! greater-than; induction on repeated random words can be added (`--induction-groups`), but a
@@ -27,12 +27,14 @@ use burn::prelude::*;
 use clap::Args;
 use patchbay_model::{Gpt2, Gpt2Config, Gpt2Tokenizer, Hooks, LogitsAt, SaveDtype, load_gpt2_dir};
 use patchbay_patching::PromptPair;
-use patchbay_patching::generate::{self, IOI_TEMPLATES, IoiCorruption, IoiOptions};
+use patchbay_patching::tasks::greater_than::greater_than;
+use patchbay_patching::tasks::induction::{induction_from, word_tokens};
+use patchbay_patching::tasks::ioi::{IOI_TEMPLATES, IoiCorruption, IoiOptions, ioi_prompts};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
-use crate::circuit;
+use crate::report;
 
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
@@ -132,14 +134,14 @@ impl Data<'_> {
             Task::Ioi => {
                 let template = self.rng.random_range(0..IOI_TEMPLATES.len());
                 let options = IoiOptions::new(IoiCorruption::S2).with_template(template);
-                generate::ioi_prompts(self.tokenizer, n, seed, &options)
+                ioi_prompts(self.tokenizer, n, seed, &options)
                     .map(|p| p.into_iter().map(|p| p.pair).collect())
             }
             Task::Induction => {
                 let len = self.rng.random_range(3..=10);
-                generate::induction_from(&self.words, self.tokenizer, n, seed, len)
+                induction_from(&self.words, self.tokenizer, n, seed, len)
             }
-            Task::GreaterThan => generate::greater_than(self.tokenizer, n, seed),
+            Task::GreaterThan => greater_than(self.tokenizer, n, seed),
         }
         .map_err(|e| e.to_string())?;
         let (tokens, targets) = encode(self.tokenizer, &pairs)?;
@@ -194,7 +196,7 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     // Measure what was written: the F16 checkpoint, loaded as any GPT-2 is.
     let cpu = patchbay_model::backend::cpu();
     let saved = load_gpt2_dir(&args.out, &cpu.device, None).map_err(|e| e.to_string())?;
-    let report = circuit::measure(&saved, &tokenizer)?;
+    let report = report::measure(&saved, &tokenizer)?;
     let metrics = json!({
         "seed": args.seed,
         "steps": args.steps,
@@ -241,7 +243,7 @@ fn measure_again(out: &Path, tokenizer: &Gpt2Tokenizer) -> Result<(), String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let cpu = patchbay_model::backend::cpu();
     let model = load_gpt2_dir(out, &cpu.device, None).map_err(|e| e.to_string())?;
-    let report = circuit::measure(&model, tokenizer)?;
+    let report = report::measure(&model, tokenizer)?;
     metrics["held_out"] = report.held_out;
     metrics["circuit"] = report.circuit;
     let text = serde_json::to_string_pretty(&metrics).map_err(|e| e.to_string())? + "\n";
@@ -269,7 +271,7 @@ fn train(args: &TrainArgs, config: &Gpt2Config, tokenizer: &Gpt2Tokenizer) -> Re
     let mut data = Data {
         tokenizer,
         words: if args.induction_groups > 0 {
-            generate::word_tokens(tokenizer)
+            word_tokens(tokenizer)
         } else {
             Vec::new()
         },

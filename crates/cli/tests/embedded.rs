@@ -21,7 +21,8 @@ use patchbay_model::{
     Activation, ActivationCache, EditOp, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, Intervention, LogitsAt,
     Selection, backend, load_gpt2_dir,
 };
-use patchbay_patching::generate::{self, IoiCorruption, IoiOptions, IoiPrompt};
+use patchbay_patching::tasks::greater_than::{greater_than, gt_years};
+use patchbay_patching::tasks::ioi::{IoiCorruption, IoiOptions, IoiPrompt, ioi, ioi_prompts};
 use patchbay_patching::{ExperimentSpec, PromptPair, Results, RunOptions, run_experiment};
 use serde_json::{Value, json};
 
@@ -105,15 +106,15 @@ fn accuracy(model: &Gpt2, prompts: &[Encoded]) -> f64 {
 fn held_out_ioi_accuracy_is_at_least_95_percent() {
     let (model, tokenizer, metrics) = load();
     // Seed 1: training draws only seeds with the top bit set.
-    let pairs = generate::ioi(&tokenizer, 600, 1, IoiCorruption::S2).unwrap();
+    let pairs = ioi(&tokenizer, 600, 1, IoiCorruption::S2).unwrap();
     let acc = accuracy(&model, &encode(&tokenizer, &pairs));
     assert!(acc >= 0.95, "held-out IOI accuracy {acc}");
     close(acc, &metrics["held_out"]["ioi"]["accuracy"], 1e-4, "IOI accuracy");
     assert_eq!(metrics["held_out"]["ioi"]["seed"], 1);
 
     // Greater-than: the top token is a year (of those the generator uses) after the start year.
-    let years = generate::gt_years(&tokenizer).unwrap();
-    let gt = generate::greater_than(&tokenizer, 300, 1).unwrap();
+    let years = gt_years(&tokenizer).unwrap();
+    let gt = greater_than(&tokenizer, 300, 1).unwrap();
     let mut correct = 0;
     for chunk in gt.chunks(100) {
         let tokens: Vec<Vec<u32>> = chunk
@@ -140,7 +141,7 @@ fn held_out_ioi_accuracy_is_at_least_95_percent() {
 /// The patching dataset: 20 prompts of the first template, S2 corrupted, seed 2.
 fn circuit_prompts(tokenizer: &Gpt2Tokenizer, n: usize, seed: u64) -> Vec<IoiPrompt> {
     let options = IoiOptions::new(IoiCorruption::S2).with_template(0);
-    generate::ioi_prompts(tokenizer, n, seed, &options).unwrap()
+    ioi_prompts(tokenizer, n, seed, &options).unwrap()
 }
 
 fn patch_heads(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompts: &[IoiPrompt]) -> Results {
@@ -493,6 +494,7 @@ fn the_shipped_files_are_a_small_hub_checkpoint() {
     assert_eq!(
         names,
         [
+            "circuits.json",
             "config.json",
             "metrics.json",
             "model.safetensors",

@@ -70,7 +70,7 @@ fn json_output_has_the_contracted_fields() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(axes, ["layer", "position", "head"]);
+    assert_eq!(axes, ["layer", "pos", "head_index"]);
     assert_eq!(results["axes"][1]["labels"][2], "␣Mary");
     assert_eq!(results["metric"], "logit_diff");
     assert_eq!(results["normalized"], true);
@@ -93,7 +93,7 @@ fn out_writes_json_csv_and_svg_for_each_grid() {
     assert!(ok, "{stderr}");
     for stem in ["grid", "raw_grid", "attribution"] {
         let csv = std::fs::read_to_string(out.join(format!("{stem}.csv"))).unwrap();
-        assert!(csv.starts_with("layer,head,label,value\n"), "{csv}");
+        assert!(csv.starts_with("layer,head_index,label,value\n"), "{csv}");
         assert_eq!(csv.lines().count(), 1 + 3 * 4);
         let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
         assert!(

@@ -1,19 +1,24 @@
-//! Running an experiment spec end to end: check every input, build the clean and corrupted
-//! runs of each prompt, sweep the target (and, when asked, the single-layer contrast of a
-//! window and attribution patching), and aggregate over prompts.
+//! Running an experiment end to end, orchestration only: prepare the spec, plan the sweep, run
+//! each group of prompts' clean and corrupted runs and its sweeps (and, when asked, the
+//! single-layer contrast of a window and attribution patching), and aggregate over prompts.
 
 use std::future::Future;
 
-use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, ModelError};
+use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint};
 
-use crate::corruption::{embedding_std, gaussian_noise, noise_tensor, str_pair};
-use crate::path::{self, PathSweep};
-use crate::run::{Corrupted, PromptInput};
-use crate::{
-    AttributionContrast, Budget, Component, Corruption, Detect, Detection, ExperimentSpec, GaussianNoise,
-    Grid, MetricKind, NoiseSummary, PatchingError, Plan, PromptRuns, PromptSummary, Reading, Results,
-    RunSummary, Strategy, Sweep, WindowContrast, compare, window,
+use crate::analysis::detect::{Detection, detect_with};
+use crate::analysis::results::{
+    AttributionContrast, Grid, NoiseSummary, PromptSummary, Results, RunSummary, WindowContrast,
 };
+use crate::analysis::stats::mean_sd;
+use crate::metric::{MetricKind, Reading};
+use crate::prepare::{Prepared, prepare};
+use crate::runs::PromptRuns;
+use crate::sweep::batched::{Budget, Strategy, Sweep};
+use crate::sweep::path::{self, PathSweep};
+use crate::sweep::plan::{Axis, Plan};
+use crate::sweep::window;
+use crate::{ExperimentSpec, PatchingError};
 
 /// How an experiment runs (not part of the spec: it changes speed, never results).
 #[derive(Clone, Debug, Default)]
@@ -34,7 +39,7 @@ pub struct Progress {
     pub stage: String,
     /// After each group of prompts: the mean effect grid over the prompts done so far, with its
     /// axes.
-    pub partial: Option<(Vec<f64>, Vec<crate::Axis>)>,
+    pub partial: Option<(Vec<f64>, Vec<Axis>)>,
 }
 
 /// Told of progress between batches; answers whether to go on.
@@ -48,169 +53,6 @@ impl<F: FnMut(&Progress) -> bool> Observer for F {
     }
 }
 
-/// One prompt of a spec, checked and tokenized.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Prepared {
-    pub clean: Vec<u32>,
-    /// STR's corrupted tokens, aligned with `clean`.
-    pub corrupted: Option<Vec<u32>>,
-    /// Positions that differ (STR) or are noised (GN).
-    pub corrupted_positions: Vec<usize>,
-    pub answer: u32,
-    pub counter: Option<u32>,
-    /// R and R' of `prob_diff`: the answer sets, or {r} and {r'}.
-    pub answer_set: Vec<u32>,
-    pub counter_set: Vec<u32>,
-}
-
-/// The id of an answer, which must be one token; `which` names it in the message.
-pub(crate) fn answer_token(
-    tokenizer: &Gpt2Tokenizer,
-    text: &str,
-    prompt: usize,
-    which: &'static str,
-) -> Result<u32, PatchingError> {
-    tokenizer
-        .single_token(text)
-        .map_err(|e| PatchingError::NotOneToken {
-            prompt,
-            which,
-            text: text.to_string(),
-            reason: match e {
-                ModelError::Tokenizer(reason) => reason,
-                other => other.to_string(),
-            },
-        })
-}
-
-/// Checks every input of a spec against the model and tokenizes its prompts, without running
-/// anything: what an editor calls as the user types.
-pub fn prepare(
-    model: &Gpt2,
-    tokenizer: &Gpt2Tokenizer,
-    spec: &ExperimentSpec,
-) -> Result<Vec<Prepared>, PatchingError> {
-    if spec.prompts.is_empty() {
-        return Err(PatchingError::NoPrompts);
-    }
-    let config = &model.config;
-    let mut prepared = Vec::new();
-    for (i, pair) in spec.prompts.iter().enumerate() {
-        if pair.clean.is_empty() {
-            return Err(ModelError::EmptyPrompt.into());
-        }
-        let clean_len = tokenizer.encode(&pair.clean, spec.prepend_bos)?.len();
-        if clean_len > config.n_positions {
-            return Err(ModelError::ContextOverflow {
-                tokens: clean_len,
-                n_ctx: config.n_positions,
-            }
-            .into());
-        }
-        let (clean, corrupted, corrupted_positions) = match &spec.corruption {
-            Corruption::Str => {
-                let text = pair.corrupted.as_deref().ok_or_else(|| {
-                    PatchingError::Spec(format!("prompt {i} has no `corrupted` prompt, which STR needs"))
-                })?;
-                let p = str_pair(tokenizer, &pair.clean, text, spec.prepend_bos, i)?;
-                (p.clean, Some(p.corrupted), p.differing)
-            }
-            Corruption::Gn(gn) => {
-                let clean = tokenizer.encode(&pair.clean, spec.prepend_bos)?;
-                let fail = |m: String| Err(PatchingError::Corruption(m));
-                if gn.positions.is_empty() {
-                    return fail("Gaussian noise needs at least one position to noise".into());
-                }
-                if let Some(&p) = gn.positions.iter().find(|&&p| p >= clean.len()) {
-                    return fail(format!(
-                        "noise position {p} is out of range: the prompt has {} positions",
-                        clean.len()
-                    ));
-                }
-                if gn.samples == 0 || !(gn.scale.is_finite() && gn.scale >= 0.0) {
-                    return fail("Gaussian noise needs at least one sample and a non-negative scale".into());
-                }
-                (clean, None, gn.positions.clone())
-            }
-        };
-        let answer = answer_token(tokenizer, &pair.answer, i, "answer")?;
-        let counter = pair
-            .counter_answer
-            .as_deref()
-            .map(|t| answer_token(tokenizer, t, i, "counter-answer"))
-            .transpose()?;
-        let set = |texts: &[String], which| -> Result<Vec<u32>, PatchingError> {
-            texts
-                .iter()
-                .map(|t| answer_token(tokenizer, t, i, which))
-                .collect()
-        };
-        let answer_set = match set(&pair.answer_set, "answer set")? {
-            ids if ids.is_empty() => vec![answer],
-            ids => ids,
-        };
-        let counter_set = match set(&pair.counter_set, "counter set")? {
-            ids if ids.is_empty() => counter.into_iter().collect(),
-            ids => ids,
-        };
-        match spec.metric.kind {
-            MetricKind::LogitDiff => match counter {
-                None => {
-                    return Err(PatchingError::MissingCounterAnswer {
-                        prompt: i,
-                        metric: "logit difference",
-                    });
-                }
-                Some(c) if c == answer => {
-                    return Err(PatchingError::SameAnswers {
-                        prompt: i,
-                        text: pair.answer.clone(),
-                    });
-                }
-                _ => {}
-            },
-            MetricKind::ProbDiff => {
-                if counter_set.is_empty() {
-                    return Err(PatchingError::MissingCounterAnswer {
-                        prompt: i,
-                        metric: "probability difference",
-                    });
-                }
-                if let Some(&shared) = answer_set.iter().find(|id| counter_set.contains(id)) {
-                    return Err(PatchingError::OverlappingSets {
-                        prompt: i,
-                        text: tokenizer.display(shared),
-                    });
-                }
-            }
-            MetricKind::Prob | MetricKind::Kl => {}
-        }
-        if let Some(first) = prepared.first().map(|p: &Prepared| p.clean.len())
-            && first != clean.len()
-        {
-            return Err(PatchingError::RaggedDataset {
-                first,
-                prompt: i,
-                len: clean.len(),
-            });
-        }
-        prepared.push(Prepared {
-            clean,
-            corrupted,
-            corrupted_positions,
-            answer,
-            counter,
-            answer_set,
-            counter_set,
-        });
-    }
-    spec.target.check(config, prepared[0].clean.len())?;
-    if let Some(w) = spec.window {
-        window::check(w.size, config.n_layer)?;
-    }
-    Ok(prepared)
-}
-
 fn summary(kind: MetricKind, readings: &[Reading]) -> RunSummary {
     let n = readings.len() as f64;
     let mean = |f: &dyn Fn(&Reading) -> f64| readings.iter().map(f).sum::<f64>() / n;
@@ -222,70 +64,71 @@ fn summary(kind: MetricKind, readings: &[Reading]) -> RunSummary {
     }
 }
 
-/// GN's settings as run: the spec's, σ (over the stated texts, or over the noised tokens of
-/// every prompt) and ν = scale × σ. `None` for STR.
-pub(crate) async fn noise_level(
-    model: &Gpt2,
-    tokenizer: &Gpt2Tokenizer,
-    spec: &ExperimentSpec,
-    prepared: &[Prepared],
-) -> Result<Option<(GaussianNoise, f64, f64)>, PatchingError> {
-    let Corruption::Gn(gn) = &spec.corruption else {
-        return Ok(None);
-    };
-    let ids: Vec<u32> = match &gn.sigma_texts {
-        Some(texts) => texts
-            .iter()
-            .map(|t| tokenizer.encode(t, false))
-            .collect::<Result<Vec<_>, _>>()?
-            .concat(),
-        None => prepared
-            .iter()
-            .flat_map(|p| gn.positions.iter().map(|&i| p.clean[i]))
-            .collect(),
-    };
-    let sigma = embedding_std(model, &ids).await?;
-    Ok(Some((gn.clone(), sigma, gn.scale * sigma)))
+/// How fast the page's CPU fallback (single-threaded wasm) computes, for the size estimate.
+pub const CPU_FLOPS_PER_SECOND: f64 = 2e9;
+/// Runs the CPU would take longer than this are worth a warning before they start.
+pub const CPU_WARNING_SECONDS: f64 = 20.0;
+
+/// How big a run is, before it runs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunSize {
+    /// Cells of the grid.
+    pub cells: usize,
+    /// Patched runs of each prompt: the grid's, a window's single layers, path patching's
+    /// second runs, attribution's forward and backward passes.
+    pub patches: usize,
+    /// Rows of every run: prompts × noise samples.
+    pub rows: usize,
+    /// Tokens of each prompt.
+    pub tokens: usize,
+    /// Floating-point operations of the patched runs, at most (none reuses a prefix).
+    pub flops: f64,
+    /// Seconds the CPU fallback would take at [`CPU_FLOPS_PER_SECOND`].
+    pub cpu_seconds: f64,
+    /// Whether that is over [`CPU_WARNING_SECONDS`].
+    pub slow_on_cpu: bool,
 }
 
-/// The corrupted run of prompt `index`: its STR tokens, or seeded noise (`replay` overrides the
-/// first prompt's noise values).
-pub(crate) fn corrupted_input(
-    model: &Gpt2,
-    spec: &ExperimentSpec,
-    prompt: &Prepared,
-    index: usize,
-    noise: Option<&(GaussianNoise, f64, f64)>,
-    replay: Option<&[f32]>,
-) -> Corrupted {
-    match (&prompt.corrupted, noise) {
-        (Some(tokens), _) => Corrupted::Tokens(tokens.clone()),
-        (None, Some((gn, _, nu))) => {
-            let d_model = model.config.n_embd;
-            let values = match (replay, index) {
-                (Some(values), 0) => values.to_vec(),
-                _ => gaussian_noise(
-                    spec.seed.wrapping_add(index as u64),
-                    gn.samples,
-                    gn.positions.len(),
-                    d_model,
-                    *nu,
-                ),
-            };
-            Corrupted::Noise {
-                noise: noise_tensor(
-                    &values,
-                    gn.samples,
-                    &gn.positions,
-                    prompt.clean.len(),
-                    d_model,
-                    &model.device(),
-                ),
-                first_position: *gn.positions.iter().min().expect("prepare checked non-empty"),
-            }
-        }
-        (None, None) => unreachable!("prepare pairs STR with tokens"),
+/// The size of a prepared run on `model`.
+pub fn run_size(model: &Gpt2, prepared: &Prepared) -> Result<RunSize, PatchingError> {
+    let spec = &prepared.spec;
+    let c = &model.config;
+    let plan = Plan::new(
+        &spec.target,
+        c.n_layer,
+        c.n_head,
+        &prepared.labels,
+        spec.window.map(|w| w.size),
+    )?;
+    let cells: usize = plan.shape().iter().product();
+    let mut patches = cells;
+    if spec.window.is_some() {
+        patches += plan.patches.len();
     }
+    if matches!(spec.target.receivers, Some(crate::Receivers::Heads { .. })) {
+        patches += cells;
+    }
+    if spec.attribution {
+        patches += 3;
+    }
+    let samples = prepared.noise.as_ref().map_or(1, |n| n.samples);
+    let rows = prepared.prompts.len() * samples;
+    let tokens = prepared.labels.len();
+    let (d, layers) = (c.n_embd as f64, c.n_layer as f64);
+    // Per row: every token through every block (12 d² weights, 2 flops each), and the
+    // unembedding at the last position.
+    let per_row = tokens as f64 * layers * 24.0 * d * d + 2.0 * c.vocab_size as f64 * d;
+    let flops = (patches * rows) as f64 * per_row;
+    let cpu_seconds = flops / CPU_FLOPS_PER_SECOND;
+    Ok(RunSize {
+        cells,
+        patches,
+        rows,
+        tokens,
+        flops,
+        cpu_seconds,
+        slow_on_cpu: cpu_seconds > CPU_WARNING_SECONDS,
+    })
 }
 
 /// Runs `spec` on `model`, telling `observer` of progress between batches.
@@ -296,33 +139,35 @@ pub async fn run_experiment(
     options: &RunOptions,
     observer: &mut impl Observer,
 ) -> Result<Results, PatchingError> {
-    let original = spec;
-    let (expanded, dataset) = crate::dataset::expand(model, tokenizer, spec).await?;
-    let spec = &expanded;
-    let prepared = prepare(model, tokenizer, spec)?;
+    let prepared = prepare(model, tokenizer, spec).await?;
+    run_prepared(model, tokenizer, spec, &prepared, options, observer).await
+}
+
+/// Runs a prepared experiment; `original` is the spec as given, which the results carry.
+pub async fn run_prepared(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    original: &ExperimentSpec,
+    prepared: &Prepared,
+    options: &RunOptions,
+    observer: &mut impl Observer,
+) -> Result<Results, PatchingError> {
+    let spec = &prepared.spec;
     let config = &model.config;
     let (n_layer, n_head) = (config.n_layer, config.n_head);
     let kind = spec.metric.kind;
-    let labels: Vec<String> = prepared[0]
-        .clean
-        .iter()
-        .map(|&id| tokenizer.display(id))
-        .collect();
 
     // What to sweep.
-    let is_path = spec.target.component == Component::Path;
     let receivers = spec.target.receivers.clone();
-    let plan = if is_path {
-        Plan {
-            axes: path::axes(n_layer, n_head),
-            patches: Vec::new(),
-        }
-    } else {
-        spec.target
-            .plan(n_layer, n_head, &labels, spec.window.map(|w| w.size))?
-    };
+    let plan = Plan::new(
+        &spec.target,
+        n_layer,
+        n_head,
+        &prepared.labels,
+        spec.window.map(|w| w.size),
+    )?;
     let single = match spec.window {
-        Some(_) => Some(spec.target.plan(n_layer, n_head, &labels, None)?),
+        Some(_) => Some(Plan::new(&spec.target, n_layer, n_head, &prepared.labels, None)?),
         None => None,
     };
     let mut hooks: Vec<HookPoint> = (0..n_layer)
@@ -335,15 +180,11 @@ pub async fn run_experiment(
     hooks.sort();
     hooks.dedup();
 
-    let noise_settings = noise_level(model, tokenizer, spec, &prepared).await?;
-
     // Prompts run together, as many as leave room for several variants in each batched pass.
-    let samples = match &spec.corruption {
-        Corruption::Gn(gn) => gn.samples,
-        Corruption::Str => 1,
-    };
-    let chunk = (options.budget.max_batch / (4 * samples)).clamp(1, prepared.len());
-    let chunks = prepared.len().div_ceil(chunk);
+    let samples = prepared.noise.as_ref().map_or(1, |n| n.samples);
+    let prompts = &prepared.prompts;
+    let chunk = (options.budget.max_batch / (4 * samples)).clamp(1, prompts.len());
+    let chunks = prompts.len().div_ceil(chunk);
     let cells = plan.axes.iter().map(|a| a.labels.len()).product::<usize>();
     let per_chunk = cells + single.as_ref().map_or(0, |s| s.patches.len()) + usize::from(spec.attribution);
     let total = per_chunk * chunks;
@@ -355,36 +196,20 @@ pub async fn run_experiment(
     let mut singles: Vec<Vec<f64>> = Vec::new();
     let mut attribution_sum: Option<Vec<f64>> = None;
     let mut summaries = Vec::new();
-    for (c, group) in prepared.chunks(chunk).enumerate() {
+    for (c, group) in prompts.chunks(chunk).enumerate() {
         let first = c * chunk;
-        let stage = if prepared.len() == 1 {
+        let stage = if prompts.len() == 1 {
             "patching".to_string()
         } else {
             format!(
                 "prompts {}–{} of {}",
                 first + 1,
                 first + group.len(),
-                prepared.len()
+                prompts.len()
             )
         };
-        let inputs = group
-            .iter()
-            .enumerate()
-            .map(|(k, p)| PromptInput {
-                clean: p.clean.clone(),
-                corrupted: corrupted_input(
-                    model,
-                    spec,
-                    p,
-                    first + k,
-                    noise_settings.as_ref(),
-                    options.noise.as_deref(),
-                ),
-                answer: p.answer,
-                counter: p.counter,
-                answer_set: p.answer_set.clone(),
-                counter_set: p.counter_set.clone(),
-            })
+        let inputs = (first..first + group.len())
+            .map(|index| prepared.input(model, index, options.noise.as_deref()))
             .collect();
         let runs = PromptRuns::new(model, inputs, &hooks).await?;
         let baselines = &runs.baselines;
@@ -448,8 +273,8 @@ pub async fn run_experiment(
             summaries.push(PromptSummary {
                 tokens: prompt.clean.iter().map(|&id| tokenizer.display(id)).collect(),
                 corrupted_positions: prompt.corrupted_positions.clone(),
-                answer: prompt.answer,
-                counter_answer: prompt.counter,
+                answer: prompt.answers.answer,
+                counter_answer: prompt.answers.counter,
                 clean: summary(kind, &baselines.clean[rows.clone()]),
                 corrupted: summary(kind, &baselines.corrupted[rows]),
             });
@@ -459,7 +284,7 @@ pub async fn run_experiment(
             done,
             total,
             stage,
-            partial: Some((compare::mean_sd(&effects).0, plan.axes.clone())),
+            partial: Some((mean_sd(&effects).0, plan.axes.clone())),
         };
         if !observer.progress(&progress).await {
             return Err(PatchingError::Cancelled);
@@ -467,16 +292,13 @@ pub async fn run_experiment(
     }
 
     let shape = plan.shape();
-    let (mean, sd) = compare::mean_sd(&effects);
-    let (raw_mean, _) = compare::mean_sd(&raws);
-    let detected: Vec<Detection> = match spec.detect {
-        Detect::Sigma(k) => compare::detect(&mean, &shape, k),
-        Detect::Threshold(t) => compare::detect_threshold(&mean, &shape, t),
-    };
-    let many = prepared.len() > 1;
+    let (mean, sd) = mean_sd(&effects);
+    let (raw_mean, _) = mean_sd(&raws);
+    let detected: Vec<Detection> = detect_with(spec.detect, &mean, &shape);
+    let many = prompts.len() > 1;
     let window = match (spec.window, single) {
         (Some(w), Some(single)) => {
-            let (single_mean, _) = compare::mean_sd(&singles);
+            let (single_mean, _) = mean_sd(&singles);
             let summed = window::summed_single_layer(&single_mean, n_layer, w.size);
             let peak = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             let denominator = peak(&summed);
@@ -490,15 +312,15 @@ pub async fn run_experiment(
         _ => None,
     };
     let attribution = attribution_sum.map(|sum| {
-        let grid: Vec<f64> = sum.iter().map(|s| s / prepared.len() as f64).collect();
+        let grid: Vec<f64> = sum.iter().map(|s| s / prompts.len() as f64).collect();
         AttributionContrast {
-            spearman: compare::spearman(&grid, &mean),
+            spearman: crate::analysis::stats::spearman(&grid, &mean),
             grid: Grid::new(shape.clone(), grid),
         }
     });
     Ok(Results {
         spec: original.clone(),
-        dataset,
+        dataset: prepared.dataset.clone(),
         metric: kind,
         normalized: spec.metric.normalized,
         direction: spec.direction,
@@ -517,15 +339,15 @@ pub async fn run_experiment(
         detected,
         window,
         attribution,
-        noise: noise_settings.map(|(gn, sigma, nu)| NoiseSummary {
-            sigma,
-            nu,
-            samples: gn.samples,
+        noise: prepared.noise.as_ref().map(|n| NoiseSummary {
+            sigma: n.sigma,
+            nu: n.nu,
+            samples: n.samples,
         }),
     })
 }
 
-/// Runs one plan's sweep on one prompt, reporting progress.
+/// Runs one plan's sweep on a group of prompts, reporting progress.
 #[allow(clippy::too_many_arguments)]
 async fn sweep(
     model: &Gpt2,
@@ -569,12 +391,12 @@ async fn attribute(
     spec: &ExperimentSpec,
     plan: &Plan,
 ) -> Result<Vec<f64>, PatchingError> {
-    if spec.target.component == Component::Path {
+    if spec.target.component == crate::Component::Path {
         return Err(PatchingError::Target(
             "attribution patching is not defined for path patching".into(),
         ));
     }
-    crate::attribution::attribution(
+    crate::sweep::attribution::attribution(
         model,
         runs,
         spec.direction,

@@ -5,12 +5,14 @@ use patchbay_model::burn::prelude::*;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt, read_f32};
 use serde::Serialize;
 
-use crate::experiment::{corrupted_input, noise_level, prepare};
-use crate::run::{PromptInput, noise_intervention};
-use crate::sweep::interventions;
-use crate::{Component, ExperimentSpec, PatchingError, PromptRuns};
+use crate::corruption::gn;
+use crate::prepare::prepare;
+use crate::runs::PromptRuns;
+use crate::sweep::batched::interventions;
+use crate::sweep::plan::Plan;
+use crate::{Component, ExperimentSpec, PatchingError};
 
-/// A head's attention patterns, each `[query][key]`, averaged over noise samples.
+/// A head's attention patterns, each `[dest_pos][src_pos]`, averaged over noise samples.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HeadPatterns {
     pub layer: usize,
@@ -49,35 +51,26 @@ pub async fn head_patterns(
             "pick a cell of an activation-patching grid".into(),
         ));
     }
-    let prepared = prepare(model, tokenizer, spec)?;
-    let prompt = &prepared[0];
-    let labels: Vec<String> = prompt.clean.iter().map(|&id| tokenizer.display(id)).collect();
-    let plan = spec.target.plan(
+    let prepared = prepare(model, tokenizer, spec).await?;
+    let spec = &prepared.spec;
+    let plan = Plan::new(
+        &spec.target,
         config.n_layer,
         config.n_head,
-        &labels,
+        &prepared.labels,
         spec.window.map(|w| w.size),
     )?;
     let patch = plan
         .patches
         .get(cell)
         .ok_or_else(|| PatchingError::Target(format!("the grid has no cell {cell}")))?;
-    let noise = noise_level(model, tokenizer, spec, &prepared).await?;
-    let corrupted = corrupted_input(model, spec, prompt, 0, noise.as_ref(), None);
     let mut hooks: Vec<HookPoint> = patch.edits.iter().map(|e| e.hook).collect();
     hooks.push(HookPoint::Pattern(layer));
-    let input = PromptInput {
-        clean: prompt.clean.clone(),
-        corrupted,
-        answer: prompt.answer,
-        counter: prompt.counter,
-        answer_set: prompt.answer_set.clone(),
-        counter_set: prompt.counter_set.clone(),
-    };
+    let input = prepared.input(model, 0, None);
     let runs = PromptRuns::new(model, vec![input], &hooks).await?;
     let base = runs.base(spec.direction);
     let rows = runs.rows();
-    let mut edits = noise_intervention(base.noise.clone(), rows)?;
+    let mut edits = gn::intervention(base.noise.clone(), rows)?;
     edits.extend(interventions(runs.source(spec.direction), &[patch], rows)?);
     let mut cache = patchbay_model::ActivationCache::new([HookPoint::Pattern(layer)]);
     model.forward(
@@ -88,7 +81,7 @@ pub async fn head_patterns(
     Ok(HeadPatterns {
         layer,
         head,
-        tokens: labels,
+        tokens: prepared.labels.clone(),
         clean: pattern_of(runs.clean.cache.per_head(HookPoint::Pattern(layer))?, head).await?,
         corrupted: pattern_of(runs.corrupted.cache.per_head(HookPoint::Pattern(layer))?, head).await?,
         patched: pattern_of(cache.per_head(HookPoint::Pattern(layer))?, head).await?,

@@ -1,48 +1,44 @@
 //! Activation patching on GPT-2, after Zhang & Nanda, "Towards Best Practices of Activation
 //! Patching" (ICLR 2024). No browser code: the CLI and the page's wasm layer both drive this.
 //!
-//! - [`ExperimentSpec`]: every choice of an experiment, versioned; [`run_experiment`] runs it.
-//! - [`corruption`]: STR pairs and Gaussian noise.
-//! - [`MetricKind`]: probability, logit difference, KL divergence, raw and normalized.
-//! - [`Target`]: components, positions, heads; [`window`]: sliding windows of layers.
-//! - [`Sweep`]: batched sweeps that reuse everything a patch cannot change.
-//! - [`path`] patching and [`attribution`] patching; [`compare`]: statistics across grids.
+//! The folders follow the pipeline an experiment runs through:
+//!
+//! - [`spec`]: the input language, [`ExperimentSpec`] (versioned, what share links carry);
+//! - [`prepare`]: a spec checked against a model, its dataset generated, its answers and noise
+//!   resolved, once;
+//! - [`corruption`]: symmetric token replacement and Gaussian noise;
+//! - [`tasks`]: the dataset generators (IOI, greater-than, induction, factual recall);
+//! - [`runs`]: the cached clean and corrupted runs; [`metric`]: what a run's logits say;
+//! - [`sweep`]: the plan of a grid and the sweeps that fill it (batched, windows, path
+//!   patching, attribution patching);
+//! - [`circuit`]: checking a circuit by ablation, attention and accuracy;
+//! - [`analysis`]: results, statistics, detection, method sensitivity, known circuits;
+//! - [`export`]: heatmaps and TransformerLens scripts;
+//! - [`experiment`]: the orchestration; [`inspect`]: looking inside one cell.
 
-#[cfg(feature = "autodiff")]
-pub mod attribution;
-pub mod circuits;
-pub mod compare;
+pub mod analysis;
+pub mod circuit;
 pub mod corruption;
-pub mod dataset;
 mod error;
-mod experiment;
-pub mod facts;
-pub mod generate;
-#[cfg(feature = "plot")]
-pub mod heatmap;
+pub mod experiment;
+pub mod export;
 pub mod inspect;
-mod metric;
-pub mod path;
-mod results;
-mod run;
-pub mod sensitivity;
-pub mod snippet;
-mod spec;
-mod sweep;
-mod target;
-pub mod window;
+pub mod metric;
+pub mod prepare;
+pub mod runs;
+pub mod spec;
+pub mod sweep;
+pub mod tasks;
 
-pub use compare::Detection;
+pub use analysis::results::{Grid, Results};
 pub use error::PatchingError;
-pub use experiment::{Observer, Prepared, Progress, RunOptions, prepare, run_experiment};
-pub use metric::{Baselines, MetricKind, Reading, Scorer, logits_to_logit_diff};
-pub use results::{
-    AttributionContrast, Grid, NoiseSummary, PromptSummary, Results, RunSummary, WindowContrast,
-};
-pub use run::{CachedRun, Corrupted, PromptRuns};
+pub use experiment::{Observer, Progress, RunOptions, run_experiment};
+pub use metric::MetricKind;
+pub use prepare::{Prepared, prepare};
+pub use spec::dataset::DatasetSpec;
+pub use spec::target::{Choice, Component, HeadInput, Receivers, Target};
 pub use spec::{
     Corruption, Detect, Direction, ExperimentSpec, GaussianNoise, MetricSpec, ModelSource, PromptPair,
     SPEC_VERSION, Window,
 };
-pub use sweep::{Budget, Strategy, Sweep};
-pub use target::{Axis, Choice, Component, Edit, HeadInput, Patch, Plan, Receivers, Target};
+pub use sweep::batched::{Budget, Strategy};

@@ -1,5 +1,5 @@
-//! Patching metrics (PAPER.md): probability, logit difference and KL divergence, raw and
-//! normalized.
+//! Patching metrics (Zhang & Nanda 2024, §3.2): probability, logit difference and KL divergence,
+//! raw and normalized, and greater-than's probability difference; the answers they read.
 //!
 //! For one run, with r the answer, r' the counter-answer and P_cl the clean run's next-token
 //! distribution:
@@ -23,10 +23,10 @@
 //! KL(P_cl‖P_*) - KL(P_cl‖P_pt), optionally over KL(P_cl‖P_*).
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::read_f32;
+use patchbay_model::{Gpt2Tokenizer, ModelError, read_f32};
 use serde::{Deserialize, Serialize};
 
-use crate::{Direction, PatchingError};
+use crate::{Direction, PatchingError, PromptPair};
 
 /// The three metrics of the paper, and greater-than's probability difference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -123,16 +123,118 @@ pub struct Reading {
     pub prob_set_rp: f32,
 }
 
-/// `logit(r) - logit(r')` for each row of last-position logits `[batch, vocab]`, as
-/// TransformerLens's tutorials call it.
-pub fn logits_to_logit_diff(logits: Tensor<2>, answer: u32, counter: u32) -> Tensor<1> {
-    let device = logits.device();
-    let pick = |id: u32| {
-        logits
-            .clone()
-            .select(1, Tensor::<1, Int>::from_data([id as i64], &device))
-    };
-    (pick(answer) - pick(counter)).squeeze_dim(1)
+/// The id of an answer, which must be one token; `which` names it in the message.
+pub fn answer_token(
+    tokenizer: &Gpt2Tokenizer,
+    text: &str,
+    prompt: usize,
+    which: &'static str,
+) -> Result<u32, PatchingError> {
+    tokenizer
+        .single_token(text)
+        .map_err(|e| PatchingError::NotOneToken {
+            prompt,
+            which,
+            text: text.to_string(),
+            reason: match e {
+                ModelError::Tokenizer(reason) => reason,
+                other => other.to_string(),
+            },
+        })
+}
+
+/// A prompt's answers as token ids: r, r', and the sets R and R' of `prob_diff` (by default
+/// {r} and {r'}).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Answers {
+    pub answer: u32,
+    pub counter: Option<u32>,
+    pub answer_set: Vec<u32>,
+    pub counter_set: Vec<u32>,
+}
+
+impl Answers {
+    /// Tokenizes the answers of pair `prompt`: each must be one token.
+    pub fn of(tokenizer: &Gpt2Tokenizer, pair: &PromptPair, prompt: usize) -> Result<Self, PatchingError> {
+        let one = |text: &str, which| answer_token(tokenizer, text, prompt, which);
+        let answer = one(&pair.answer, "answer")?;
+        let counter = pair
+            .counter_answer
+            .as_deref()
+            .map(|t| one(t, "counter-answer"))
+            .transpose()?;
+        let set = |texts: &[String], which| -> Result<Vec<u32>, PatchingError> {
+            texts.iter().map(|t| one(t, which)).collect()
+        };
+        let answer_set = match set(&pair.answer_set, "answer set")? {
+            ids if ids.is_empty() => vec![answer],
+            ids => ids,
+        };
+        let counter_set = match set(&pair.counter_set, "counter set")? {
+            ids if ids.is_empty() => counter.into_iter().collect(),
+            ids => ids,
+        };
+        Ok(Answers {
+            answer,
+            counter,
+            answer_set,
+            counter_set,
+        })
+    }
+
+    /// Checks that r' differs from r, when given.
+    pub fn check_distinct(&self, pair: &PromptPair, prompt: usize) -> Result<(), PatchingError> {
+        match self.counter {
+            Some(c) if c == self.answer => Err(PatchingError::SameAnswers {
+                prompt,
+                text: pair.answer.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that R and R' are disjoint; `name` says how a shared token is named.
+    pub fn check_disjoint(&self, prompt: usize, name: impl Fn(u32) -> String) -> Result<(), PatchingError> {
+        match self.answer_set.iter().find(|id| self.counter_set.contains(id)) {
+            Some(&shared) => Err(PatchingError::OverlappingSets {
+                prompt,
+                text: name(shared),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks what `kind` needs: logit difference two different answers r and r', probability
+    /// difference a non-empty R' disjoint from R.
+    pub fn check_for(
+        &self,
+        kind: MetricKind,
+        tokenizer: &Gpt2Tokenizer,
+        pair: &PromptPair,
+        prompt: usize,
+    ) -> Result<(), PatchingError> {
+        match kind {
+            MetricKind::LogitDiff => {
+                if self.counter.is_none() {
+                    return Err(PatchingError::MissingCounterAnswer {
+                        prompt,
+                        metric: "logit difference",
+                    });
+                }
+                self.check_distinct(pair, prompt)
+            }
+            MetricKind::ProbDiff => {
+                if self.counter_set.is_empty() {
+                    return Err(PatchingError::MissingCounterAnswer {
+                        prompt,
+                        metric: "probability difference",
+                    });
+                }
+                self.check_disjoint(prompt, |id| tokenizer.display(id))
+            }
+            MetricKind::Prob | MetricKind::Kl => Ok(()),
+        }
+    }
 }
 
 /// Reads logits against each row's answers and clean distribution. A batch of patched runs
@@ -152,34 +254,24 @@ pub struct Scorer {
 
 impl Scorer {
     /// `clean_logits`: the clean run's last-position logits, `[rows, vocab]`, one row per entry
-    /// of `answers`, `counters` and `sets` (R and R' of each row).
-    pub fn new(
-        answers: Vec<u32>,
-        counters: Vec<Option<u32>>,
-        sets: Vec<(Vec<u32>, Vec<u32>)>,
-        clean_logits: Tensor<2>,
-    ) -> Self {
-        let counters = counters
-            .iter()
-            .zip(&answers)
-            .map(|(c, a)| c.unwrap_or(*a))
-            .collect();
-        let [rows, vocab] = clean_logits.dims();
+    /// of `rows`.
+    pub fn new(rows: &[Answers], clean_logits: Tensor<2>) -> Self {
+        let [n, vocab] = clean_logits.dims();
         let device = clean_logits.device();
-        let mask = |pick: &dyn Fn(&(Vec<u32>, Vec<u32>)) -> &Vec<u32>| {
-            let mut values = vec![0f32; rows * vocab];
-            for (row, set) in sets.iter().enumerate() {
-                for &id in pick(set) {
+        let mask = |pick: &dyn Fn(&Answers) -> &Vec<u32>| {
+            let mut values = vec![0f32; n * vocab];
+            for (row, answers) in rows.iter().enumerate() {
+                for &id in pick(answers) {
                     values[row * vocab + id as usize] = 1.0;
                 }
             }
-            Tensor::from_data(TensorData::new(values, [rows, vocab]), &device)
+            Tensor::from_data(TensorData::new(values, [n, vocab]), &device)
         };
         Scorer {
-            answers,
-            counters,
-            set_r: mask(&|s| &s.0),
-            set_rp: mask(&|s| &s.1),
+            answers: rows.iter().map(|a| a.answer).collect(),
+            counters: rows.iter().map(|a| a.counter.unwrap_or(a.answer)).collect(),
+            set_r: mask(&|a| &a.answer_set),
+            set_rp: mask(&|a| &a.counter_set),
             clean_logprobs: log_softmax(clean_logits),
         }
     }
@@ -285,24 +377,9 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 impl Baselines {
-    /// Number of prompts.
-    pub fn prompts(&self) -> usize {
-        self.clean.len() / self.samples
-    }
-
     /// The rows of prompt `prompt`.
     pub fn rows_of(&self, prompt: usize) -> std::ops::Range<usize> {
         prompt * self.samples..(prompt + 1) * self.samples
-    }
-
-    /// Mean raw value of prompt `prompt`'s clean run.
-    pub fn clean_raw(&self, kind: MetricKind, prompt: usize) -> f64 {
-        mean(self.clean[self.rows_of(prompt)].iter().map(|r| kind.raw(r)))
-    }
-
-    /// Mean raw value of prompt `prompt`'s corrupted run(s).
-    pub fn corrupted_raw(&self, kind: MetricKind, prompt: usize) -> f64 {
-        mean(self.corrupted[self.rows_of(prompt)].iter().map(|r| kind.raw(r)))
     }
 
     fn clean_m(&self, kind: MetricKind, prompt: usize) -> f64 {

@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use patchbay_model::backend;
-use patchbay_patching::corruption::{gaussian_noise, str_pair, swap_word};
+use patchbay_patching::corruption::gn::gaussian_noise;
+use patchbay_patching::corruption::str::{str_pair, swap_word};
 
 #[test]
 fn swapping_a_word_builds_an_aligned_str_pair() {

@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use patchbay_model::{Gpt2Tokenizer, backend, load_gpt2_dir};
-use patchbay_patching::circuits::PATCHBAY_IOI;
-use patchbay_patching::dataset::IoiNames;
-use patchbay_patching::sensitivity::{Choices, CorruptionChoice, sensitivity};
+use patchbay_patching::analysis::known_circuits::KnownCircuit;
+use patchbay_patching::analysis::sensitivity::{Choices, CorruptionChoice, sensitivity};
+use patchbay_patching::spec::dataset::IoiNames;
 use patchbay_patching::{Direction, ExperimentSpec, MetricKind, Progress, RunOptions};
 use serde_json::json;
 
@@ -18,6 +18,12 @@ fn embedded() -> (patchbay_model::Gpt2, Gpt2Tokenizer) {
         load_gpt2_dir(&dir, &backend::cpu().device, None).unwrap(),
         Gpt2Tokenizer::from_dir(&dir).unwrap(),
     )
+}
+
+/// The known circuit that ships in patchbay-ioi's folder.
+fn patchbay_ioi_circuit(model: &patchbay_model::Gpt2) -> KnownCircuit {
+    let text = std::fs::read_to_string(root().join("models/patchbay-ioi/circuits.json")).unwrap();
+    KnownCircuit::from_json(&text, &model.config).unwrap()
 }
 
 fn ioi_dataset(detect: serde_json::Value) -> ExperimentSpec {
@@ -82,7 +88,7 @@ fn method_sensitivity_table_jaccard_and_rank_correlation() {
         &tokenizer,
         &base,
         &choices,
-        Some(PATCHBAY_IOI),
+        Some(&patchbay_ioi_circuit(&model).classes),
         &RunOptions::default(),
         &mut |p: &Progress| {
             assert!(p.done >= last && p.done <= p.total, "{} of {}", p.done, p.total);

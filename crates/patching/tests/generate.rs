@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use patchbay_model::Gpt2Tokenizer;
 use patchbay_patching::PromptPair;
-use patchbay_patching::generate::{
-    self, GT_NOUNS, IOI_TEMPLATES, IoiCorruption, IoiOptions, NAMES, NameOrder, OBJECTS, PLACES,
-};
+use patchbay_patching::tasks::check_pair;
+use patchbay_patching::tasks::greater_than::{greater_than, gt_years};
+use patchbay_patching::tasks::induction::{induction, induction_from, word_tokens};
+use patchbay_patching::tasks::ioi::{IOI_TEMPLATES, IoiCorruption, IoiOptions, NameOrder, ioi, ioi_prompts};
+use patchbay_patching::tasks::words::{GT_NOUNS, NAMES, OBJECTS, PLACES};
 
 fn tokenizer() -> Gpt2Tokenizer {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/tiny");
@@ -66,7 +68,7 @@ fn ioi_pairs_pass_the_str_checks_for_every_corruption_and_many_seeds() {
     let tok = tokenizer();
     for corruption in CORRUPTIONS {
         for seed in 0..40 {
-            let prompts = generate::ioi_prompts(&tok, 25, seed, &IoiOptions::new(corruption)).unwrap();
+            let prompts = ioi_prompts(&tok, 25, seed, &IoiOptions::new(corruption)).unwrap();
             for p in &prompts {
                 let pair = &p.pair;
                 let corrupted = pair.corrupted.as_deref().unwrap();
@@ -119,13 +121,13 @@ fn ioi_pairs_pass_the_str_checks_for_every_corruption_and_many_seeds() {
 fn ioi_is_deterministic_for_a_seed_and_covers_templates_and_orders() {
     let tok = tokenizer();
     for corruption in CORRUPTIONS {
-        let a = generate::ioi(&tok, 50, 7, corruption).unwrap();
-        assert_eq!(a, generate::ioi(&tok, 50, 7, corruption).unwrap());
-        assert_ne!(a, generate::ioi(&tok, 50, 8, corruption).unwrap());
+        let a = ioi(&tok, 50, 7, corruption).unwrap();
+        assert_eq!(a, ioi(&tok, 50, 7, corruption).unwrap());
+        assert_ne!(a, ioi(&tok, 50, 8, corruption).unwrap());
     }
     // The clean prompts do not depend on the corruption.
     let clean = |c| -> Vec<String> {
-        generate::ioi(&tok, 30, 5, c)
+        ioi(&tok, 30, 5, c)
             .unwrap()
             .into_iter()
             .map(|p| p.clean)
@@ -133,7 +135,7 @@ fn ioi_is_deterministic_for_a_seed_and_covers_templates_and_orders() {
     };
     assert_eq!(clean(IoiCorruption::S2), clean(IoiCorruption::S1Io));
     assert_eq!(clean(IoiCorruption::S2), clean(IoiCorruption::Abc));
-    let prompts = generate::ioi_prompts(&tok, 600, 1, &IoiOptions::new(IoiCorruption::S2)).unwrap();
+    let prompts = ioi_prompts(&tok, 600, 1, &IoiOptions::new(IoiCorruption::S2)).unwrap();
     for t in 0..IOI_TEMPLATES.len() {
         assert!(
             prompts.iter().any(|p| p.template == t),
@@ -155,7 +157,7 @@ fn one_template_gives_one_token_length() {
         let options = IoiOptions::new(IoiCorruption::S2)
             .with_template(t)
             .with_order(NameOrder::Baba);
-        let prompts = generate::ioi_prompts(&tok, 30, 3, &options).unwrap();
+        let prompts = ioi_prompts(&tok, 30, 3, &options).unwrap();
         let lens: Vec<usize> = prompts.iter().map(|p| ids(&tok, &p.pair.clean).len()).collect();
         assert!(lens.iter().all(|&l| l == lens[0]), "template {t}: {lens:?}");
         assert!(
@@ -164,19 +166,18 @@ fn one_template_gives_one_token_length() {
                 .all(|p| p.template == t && p.order == NameOrder::Baba)
         );
     }
-    let err =
-        generate::ioi_prompts(&tok, 1, 0, &IoiOptions::new(IoiCorruption::S2).with_template(99)).unwrap_err();
+    let err = ioi_prompts(&tok, 1, 0, &IoiOptions::new(IoiCorruption::S2).with_template(99)).unwrap_err();
     assert!(err.to_string().contains("no IOI template 99"), "{err}");
 }
 
 #[test]
 fn induction_pairs_copy_from_the_first_half_and_the_corruption_leaves_nothing_to_copy() {
     let tok = tokenizer();
-    let vocab = generate::word_tokens(&tok);
+    let vocab = word_tokens(&tok);
     assert!(vocab.len() > 5000, "{} word tokens", vocab.len());
     for len in [4, 6, 10] {
         for seed in 0..20 {
-            let pairs = generate::induction_from(&vocab, &tok, 10, seed, len).unwrap();
+            let pairs = induction_from(&vocab, &tok, 10, seed, len).unwrap();
             for pair in &pairs {
                 let clean = ids(&tok, &pair.clean);
                 let bad = ids(&tok, pair.corrupted.as_deref().unwrap());
@@ -201,10 +202,10 @@ fn induction_pairs_copy_from_the_first_half_and_the_corruption_leaves_nothing_to
         }
     }
     assert_eq!(
-        generate::induction_from(&vocab, &tok, 5, 11, 6).unwrap(),
-        generate::induction(&tok, 5, 11, 6).unwrap()
+        induction_from(&vocab, &tok, 5, 11, 6).unwrap(),
+        induction(&tok, 5, 11, 6).unwrap()
     );
-    assert!(generate::induction_from(&vocab, &tok, 1, 0, 2).is_err());
+    assert!(induction_from(&vocab, &tok, 1, 0, 2).is_err());
 }
 
 fn year(text: &str) -> u32 {
@@ -214,11 +215,11 @@ fn year(text: &str) -> u32 {
 #[test]
 fn greater_than_answers_straddle_the_start_year_and_the_corruption_is_01() {
     let tok = tokenizer();
-    let years = generate::gt_years(&tok).unwrap();
+    let years = gt_years(&tok).unwrap();
     assert!(years.len() > 70, "{} usable years", years.len());
     for seed in 0..20 {
-        let pairs: Vec<PromptPair> = generate::greater_than(&tok, 25, seed).unwrap();
-        assert_eq!(pairs, generate::greater_than(&tok, 25, seed).unwrap());
+        let pairs: Vec<PromptPair> = greater_than(&tok, 25, seed).unwrap();
+        assert_eq!(pairs, greater_than(&tok, 25, seed).unwrap());
         for pair in &pairs {
             let clean = ids(&tok, &pair.clean);
             let bad = ids(&tok, pair.corrupted.as_deref().unwrap());
@@ -237,7 +238,7 @@ fn greater_than_answers_straddle_the_start_year_and_the_corruption_is_01() {
             assert_eq!(pair.answer_set.len() + pair.counter_set.len(), 100);
             assert!(pair.answer_set.contains(&pair.answer));
             assert!(pair.counter_set.contains(pair.counter_answer.as_ref().unwrap()));
-            generate::check_pair(&tok, pair, 0).unwrap();
+            check_pair(&tok, pair, 0).unwrap();
         }
     }
 }
@@ -253,7 +254,7 @@ fn check_pair_names_what_is_wrong() {
         ..Default::default()
     };
     let ok = pair("When Mary and John", "When Mary and Mary", " Mary", " John");
-    generate::check_pair(&tok, &ok, 0).unwrap();
+    check_pair(&tok, &ok, 0).unwrap();
     let long = pair(
         "When Mary and John",
         "When Mary and Johnathan Smith",
@@ -261,20 +262,20 @@ fn check_pair_names_what_is_wrong() {
         " John",
     );
     assert!(matches!(
-        generate::check_pair(&tok, &long, 0),
+        check_pair(&tok, &long, 0),
         Err(patchbay_patching::PatchingError::UnequalLengths { .. })
     ));
     let same = pair("When Mary and John", "When Mary and Bob", " Mary", " Mary");
-    assert!(generate::check_pair(&tok, &same, 0).is_err());
+    assert!(check_pair(&tok, &same, 0).is_err());
     let split = pair("When Mary and John", "When Mary and Bob", " Maryanne", " John");
-    assert!(generate::check_pair(&tok, &split, 0).is_err());
+    assert!(check_pair(&tok, &split, 0).is_err());
     let overlapping = PromptPair {
         answer_set: vec![" Mary".into(), " Anna".into()],
         counter_set: vec![" John".into(), " Anna".into()],
         ..ok
     };
     assert!(matches!(
-        generate::check_pair(&tok, &overlapping, 0),
+        check_pair(&tok, &overlapping, 0),
         Err(patchbay_patching::PatchingError::OverlappingSets { text, .. }) if text == " Anna"
     ));
 }

@@ -188,7 +188,8 @@ fn attribution_reports_its_rank_correlation_with_exact_patching() {
     let case = cases.named("attribution.z.all");
     let results = run(&model, &tokenizer, &spec_of(case), &RunOptions::default());
     let attribution = results.attribution.as_ref().unwrap();
-    let expected = patchbay_patching::compare::spearman(&attribution.grid.values, &results.grid.values);
+    let expected =
+        patchbay_patching::analysis::stats::spearman(&attribution.grid.values, &results.grid.values);
     assert_eq!(attribution.spearman, expected);
     println!(
         "attribution vs exact, z all positions: Spearman {:.3}",

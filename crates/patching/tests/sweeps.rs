@@ -223,7 +223,7 @@ fn progress_and_cancellation() {
 /// streams in: after each group, the observer gets the mean so far.
 #[test]
 fn prompts_batched_together_equal_prompts_run_one_by_one() {
-    use patchbay_patching::generate::{IoiCorruption, IoiOptions, ioi_prompts};
+    use patchbay_patching::tasks::ioi::{IoiCorruption, IoiOptions, ioi_prompts};
     let (model, tokenizer) = tiny(&backend::cpu());
     let options = IoiOptions::new(IoiCorruption::S2).with_template(0);
     let prompts: Vec<PromptPair> = ioi_prompts(&tokenizer, 5, 3, &options)

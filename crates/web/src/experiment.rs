@@ -3,11 +3,9 @@
 //! `field` naming the control at fault.
 
 use js_sys::{Function, Promise, Reflect};
-use patchbay_patching::circuits::ioi_classes;
-use patchbay_patching::dataset::expand;
-use patchbay_patching::sensitivity::{self, Choices};
+use patchbay_patching::analysis::sensitivity::{self, Choices};
 use patchbay_patching::{
-    ExperimentSpec, Grid, ModelSource, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment,
+    ExperimentSpec, Grid, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment,
 };
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -77,18 +75,18 @@ impl Session {
     /// generated dataset is generated), the corrupted positions, the answers' ids.
     pub async fn check(&self, spec_json: String) -> Result<JsValue, JsValue> {
         let spec = parse(&spec_json)?;
-        let (spec, _) = expand(&self.model, &self.tokenizer, &spec)
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
             .await
             .map_err(field_error)?;
-        let prepared = prepare(&self.model, &self.tokenizer, &spec).map_err(field_error)?;
         let checks: Vec<PromptCheck> = prepared
+            .prompts
             .into_iter()
             .map(|p| PromptCheck {
                 clean: self.tokens(&p.clean),
                 corrupted: p.corrupted.as_deref().map(|c| self.tokens(c)),
                 corrupted_positions: p.corrupted_positions,
-                answer: p.answer,
-                counter_answer: p.counter,
+                answer: p.answers.answer,
+                counter_answer: p.answers.counter,
             })
             .collect();
         serde_wasm_bindgen::to_value(&checks).map_err(|e| JsError::new(&e.to_string()).into())
@@ -120,7 +118,7 @@ impl Session {
         let spec = parse(&spec_json)?;
         let choices: Choices = serde_json::from_str(&choices_json)
             .map_err(|e| field_error(PatchingError::Spec(e.to_string())))?;
-        let classes = ioi_classes(&self.model.config, self.embedded_name(&spec).as_deref());
+        let classes = self.circuit.as_ref().map(|c| c.classes.as_slice());
         let options = RunOptions {
             budget: self.budget(),
             ..RunOptions::default()
@@ -139,18 +137,10 @@ impl Session {
         serde_json::to_string(&result).map_err(|e| JsError::new(&e.to_string()).into())
     }
 
-    /// The known IOI head classes of the loaded model, if any: JSON `[{name, heads}]` or null.
-    pub fn classes(&self, spec_json: &str) -> Result<String, JsValue> {
-        let spec = parse(spec_json)?;
-        let classes = ioi_classes(&self.model.config, self.embedded_name(&spec).as_deref());
+    /// The known head classes of the loaded model, if any: JSON `[{name, heads}]` or null.
+    pub fn classes(&self) -> Result<String, JsValue> {
+        let classes = self.circuit.as_ref().map(|c| &c.classes);
         serde_json::to_string(&classes).map_err(|e| JsError::new(&e.to_string()).into())
-    }
-
-    fn embedded_name(&self, spec: &ExperimentSpec) -> Option<String> {
-        match &spec.model {
-            ModelSource::Embedded(name) => Some(name.clone()),
-            _ => None,
-        }
     }
 
     /// A head's attention pattern in the clean, corrupted and patched runs of one grid cell.

@@ -1,7 +1,10 @@
 //! Model-free work on result grids for the page: heatmaps drawn with plotters (SVG, which the
 //! page paints on a canvas), comparisons of two grids, CSV, and the TransformerLens script.
 
-use patchbay_patching::{Axis, ExperimentSpec, Grid, Results, compare, heatmap, snippet};
+use patchbay_patching::analysis::stats;
+use patchbay_patching::export::{heatmap, snippet};
+use patchbay_patching::sweep::plan::Axis;
+use patchbay_patching::{ExperimentSpec, Grid, Results};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -67,14 +70,14 @@ pub fn compare_grids(a_json: &str, b_json: &str, k: usize) -> Result<JsValue, Js
             a.shape, b.shape
         )));
     }
-    let (top_a, top_b) = (compare::top_k(&a.values, k), compare::top_k(&b.values, k));
+    let (top_a, top_b) = (stats::top_k(&a.values, k), stats::top_k(&b.values, k));
     let comparison = Comparison {
-        spearman: compare::spearman(&a.values, &b.values),
+        spearman: stats::spearman(&a.values, &b.values),
         difference: Grid::new(
             a.shape.clone(),
             a.values.iter().zip(&b.values).map(|(x, y)| x - y).collect(),
         ),
-        jaccard: compare::jaccard(&top_a, &top_b),
+        jaccard: stats::jaccard(&top_a, &top_b),
         top_a,
         top_b,
     };
@@ -85,17 +88,10 @@ pub fn compare_grids(a_json: &str, b_json: &str, k: usize) -> Result<JsValue, Js
 #[wasm_bindgen(js_name = resultsCsv)]
 pub fn results_csv(results_json: &str, which: &str) -> Result<String, JsValue> {
     let results: Results = serde_json::from_str(results_json).map_err(json_err)?;
-    let grid = match which {
-        "grid" => Some(&results.grid),
-        "raw_grid" => Some(&results.raw_grid),
-        "sd_grid" => results.sd_grid.as_ref(),
-        "attribution" => results.attribution.as_ref().map(|a| &a.grid),
-        "window_single_layer" => results.window.as_ref().map(|w| &w.single_layer),
-        "window_summed_single_layer" => results.window.as_ref().map(|w| &w.summed_single_layer),
-        _ => None,
-    }
-    .ok_or_else(|| json_err(format!("these results have no {which}")))?;
-    Ok(results.csv(grid))
+    let view = results
+        .view(which)
+        .ok_or_else(|| json_err(format!("these results have no {which}")))?;
+    Ok(results.csv(view.grid))
 }
 
 /// A TransformerLens script that reproduces the spec.

@@ -1,6 +1,7 @@
 //! Patchbay's wasm-bindgen layer: the page's Web Worker calls these to pick a backend, load a
-//! checkpoint from bytes, run GPT-2 and patching experiments, and draw their grids. Downloading, progress and Cache Storage live in the
-//! worker's JavaScript (`web/worker.js`); everything numerical lives in `patchbay-model`.
+//! checkpoint from bytes, run GPT-2 and patching experiments, and draw their grids. Downloading,
+//! progress and Cache Storage live in the worker's JavaScript (`web/worker.js`); the model is
+//! `patchbay-model`'s and every experiment, grid and label `patchbay-patching`'s.
 
 mod device;
 mod experiment;

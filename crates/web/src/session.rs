@@ -4,6 +4,7 @@
 use patchbay_model::logits::top_k;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2, read_f32};
 use patchbay_patching::Budget;
+use patchbay_patching::analysis::known_circuits::KnownCircuit;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -57,19 +58,23 @@ pub fn infer_hub_config(weights: &[u8]) -> Result<String, JsError> {
 pub struct Session {
     pub(crate) model: Gpt2,
     pub(crate) tokenizer: Gpt2Tokenizer,
+    /// The model's known circuit: its folder's `circuits.json`, or GPT-2 small's.
+    pub(crate) circuit: Option<KnownCircuit>,
     budget: Budget,
 }
 
 #[wasm_bindgen]
 impl Session {
     /// Loads a Hub-layout checkpoint. The tokenizer is `tokenizer.json`, or `vocab.json` plus
-    /// `merges.txt` when no `tokenizer.json` is given.
+    /// `merges.txt` when no `tokenizer.json` is given; `circuits_json` is the folder's known
+    /// circuit, when it has one.
     pub fn load(
         config_json: &str,
         weights: &[u8],
         tokenizer_json: Option<Vec<u8>>,
         vocab_json: Option<String>,
         merges_txt: Option<String>,
+        circuits_json: Option<String>,
     ) -> Result<Session, JsError> {
         let backend =
             device::current().ok_or_else(|| js_err("initBackend must run before loading a model"))?;
@@ -100,9 +105,11 @@ impl Session {
             max_batch: rows_by_logits,
             max_tokens: 4096,
         };
+        let circuit = KnownCircuit::for_model(&model.config, circuits_json.as_deref()).map_err(js_err)?;
         Ok(Session {
             model,
             tokenizer,
+            circuit,
             budget,
         })
     }

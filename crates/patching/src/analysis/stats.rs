@@ -1,7 +1,6 @@
-//! Reading grids side by side: spread over a dataset, the 2σ detection rule, top components
-//! and rank correlation between two methods (the paper's central comparison).
-
-use serde::{Deserialize, Serialize};
+//! Statistics of grids: the mean and spread of a cell over a dataset's prompts, top
+//! components, and how two grids agree (rank correlation, Jaccard similarity of detected sets:
+//! the paper's central comparison).
 
 /// Mean and (sample) standard deviation of each cell over several grids of the same shape.
 pub fn mean_sd(grids: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
@@ -19,49 +18,6 @@ pub fn mean_sd(grids: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
         })
         .collect();
     (mean, sd)
-}
-
-/// A cell that stands out.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Detection {
-    /// Flat index into the grid.
-    pub cell: usize,
-    /// Index along each axis.
-    pub index: Vec<usize>,
-    pub value: f64,
-    /// Standard deviations from the grid's mean; negative for a harmful component.
-    pub z: f64,
-}
-
-/// Cells more than `k` standard deviations from the mean of all cells (the paper detects a head
-/// when its effect is over 2σ from the mean), strongest first.
-pub fn detect(grid: &[f64], shape: &[usize], k: f64) -> Vec<Detection> {
-    detect_by(grid, shape, |_, z| z.abs() > k)
-}
-
-/// Cells whose value is at least `threshold` in absolute value, strongest first.
-pub fn detect_threshold(grid: &[f64], shape: &[usize], threshold: f64) -> Vec<Detection> {
-    detect_by(grid, shape, |v, _| v.abs() >= threshold)
-}
-
-/// Cells for which `keep(value, z)` holds, z being standard deviations from the mean.
-fn detect_by(grid: &[f64], shape: &[usize], keep: impl Fn(f64, f64) -> bool) -> Vec<Detection> {
-    let (mean, sd) = mean_sd(&grid.iter().map(|&v| vec![v]).collect::<Vec<_>>());
-    let (mu, sigma) = (mean[0], sd[0]);
-    let z = |v: f64| if sigma > 0.0 { (v - mu) / sigma } else { 0.0 };
-    let mut found: Vec<Detection> = grid
-        .iter()
-        .enumerate()
-        .map(|(cell, &value)| Detection {
-            cell,
-            index: unravel(cell, shape),
-            value,
-            z: z(value),
-        })
-        .filter(|d| d.value.is_finite() && keep(d.value, d.z))
-        .collect();
-    found.sort_by(|a, b| b.value.abs().total_cmp(&a.value.abs()));
-    found
 }
 
 /// The index along each axis of a row-major flat index.
@@ -136,17 +92,6 @@ mod tests {
         let rho = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 6.0, 7.0, 8.0, 7.0]).unwrap();
         assert!((rho - 0.8207826816681233).abs() < 1e-12);
         assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), None);
-    }
-
-    #[test]
-    fn detection_flags_cells_beyond_two_sigma_both_ways() {
-        let mut grid = vec![0.0; 20];
-        grid[3] = 5.0;
-        grid[17] = -5.0;
-        let found = detect(&grid, &[4, 5], 2.0);
-        assert_eq!(found.iter().map(|d| d.cell).collect::<Vec<_>>().len(), 2);
-        assert!(found.iter().any(|d| d.index == vec![0, 3] && d.z > 2.0));
-        assert!(found.iter().any(|d| d.index == vec![3, 2] && d.z < -2.0));
     }
 
     #[test]

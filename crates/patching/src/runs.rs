@@ -7,11 +7,11 @@
 //! row of one run lines up with the same row of the other.
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{
-    ActivationCache, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, ModelError, Selection,
-};
+use patchbay_model::{ActivationCache, Gpt2, HookPoint, Hooks, LogitsAt};
 
-use crate::{Baselines, Direction, PatchingError, Reading, Scorer};
+use crate::corruption::{Corrupted, gn};
+use crate::metric::{Answers, Baselines, Reading, Scorer};
+use crate::{Direction, PatchingError};
 
 /// One cached forward pass over `rows` token sequences.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl CachedRun {
         hooks: impl IntoIterator<Item = HookPoint>,
     ) -> Result<Self, PatchingError> {
         let rows = tokens.len();
-        let interventions = noise_intervention(noise.clone(), rows)?;
+        let interventions = gn::intervention(noise.clone(), rows)?;
         let mut cache = ActivationCache::new(hooks);
         let logits = model.forward(
             &tokens,
@@ -54,43 +54,13 @@ impl CachedRun {
     }
 }
 
-/// The GN addend as an intervention for `rows` rows (nothing without noise).
-pub(crate) fn noise_intervention(
-    noise: Option<Tensor<3>>,
-    rows: usize,
-) -> Result<Vec<Intervention>, ModelError> {
-    noise
-        .map(|n| {
-            let values = patchbay_model::Activation::Stream(n);
-            Intervention::new(
-                HookPoint::Embed,
-                EditOp::Add,
-                values,
-                &vec![Some(Selection::all()); rows],
-            )
-        })
-        .into_iter()
-        .collect()
-}
-
-/// How a prompt's corrupted run is made.
-pub enum Corrupted {
-    /// STR: other tokens.
-    Tokens(Vec<u32>),
-    /// GN: the clean tokens plus `noise` (`[samples, len, d_model]`) at `hook_embed`, zero before
-    /// `first_position`.
-    Noise { noise: Tensor<3>, first_position: usize },
-}
-
 /// One prompt of a batch: its tokens, corruption and answers.
 pub struct PromptInput {
     pub clean: Vec<u32>,
     pub corrupted: Corrupted,
-    pub answer: u32,
-    pub counter: Option<u32>,
-    /// R and R' of `prob_diff` (see `Prepared`).
-    pub answer_set: Vec<u32>,
-    pub counter_set: Vec<u32>,
+    /// The first position the corruption changes.
+    pub first_changed: usize,
+    pub answers: Answers,
 }
 
 /// The two runs of a batch of prompts and what they measure.
@@ -114,28 +84,18 @@ impl PromptRuns {
         hooks: &[HookPoint],
     ) -> Result<Self, PatchingError> {
         let samples = match &prompts[0].corrupted {
-            Corrupted::Noise { noise, .. } => noise.dims()[0],
+            Corrupted::Noise { noise } => noise.dims()[0],
             Corrupted::Tokens(_) => 1,
         };
         let repeat = |p: &PromptInput| vec![p.clean.clone(); samples];
         let clean_tokens: Vec<Vec<u32>> = prompts.iter().flat_map(repeat).collect();
-        let mut first_diff = usize::MAX;
+        let first_diff = prompts.iter().map(|p| p.first_changed).min().unwrap_or(0);
         let mut noises = Vec::new();
         let mut corrupted_tokens = Vec::new();
         for p in &prompts {
             match &p.corrupted {
-                Corrupted::Tokens(tokens) => {
-                    let first = (0..tokens.len())
-                        .find(|&i| tokens[i] != p.clean[i])
-                        .unwrap_or(tokens.len());
-                    first_diff = first_diff.min(first);
-                    corrupted_tokens.push(tokens.clone());
-                }
-                Corrupted::Noise {
-                    noise,
-                    first_position,
-                } => {
-                    first_diff = first_diff.min(*first_position);
+                Corrupted::Tokens(tokens) => corrupted_tokens.push(tokens.clone()),
+                Corrupted::Noise { noise } => {
                     noises.push(noise.clone());
                     corrupted_tokens.extend(repeat(p));
                 }
@@ -144,15 +104,11 @@ impl PromptRuns {
         let noise = (!noises.is_empty()).then(|| Tensor::cat(noises, 0));
         let clean = CachedRun::execute(model, clean_tokens, None, hooks.iter().copied())?;
         let corrupted = CachedRun::execute(model, corrupted_tokens, noise, hooks.iter().copied())?;
-        let per_row = |f: &dyn Fn(&PromptInput) -> Option<u32>| -> Vec<Option<u32>> {
-            prompts.iter().flat_map(|p| vec![f(p); samples]).collect()
-        };
-        let answers = per_row(&|p| Some(p.answer)).into_iter().flatten().collect();
-        let sets = prompts
+        let answers: Vec<Answers> = prompts
             .iter()
-            .flat_map(|p| vec![(p.answer_set.clone(), p.counter_set.clone()); samples])
+            .flat_map(|p| vec![p.answers.clone(); samples])
             .collect();
-        let scorer = Scorer::new(answers, per_row(&|p| p.counter), sets, clean.last_logits.clone());
+        let scorer = Scorer::new(&answers, clean.last_logits.clone());
         let baselines = Baselines {
             clean: scorer.read(clean.last_logits.clone()).await?,
             corrupted: scorer.read(corrupted.last_logits.clone()).await?,

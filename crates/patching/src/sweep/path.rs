@@ -8,24 +8,11 @@
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Selection};
 
-use crate::sweep::{prefix, tile};
-use crate::target::{Axis, HeadInput, Receivers};
-use crate::{Direction, PatchingError, PromptRuns, Reading};
-
-/// Axes of a path-patching grid: one cell per sender head.
-pub fn axes(n_layer: usize, n_head: usize) -> Vec<Axis> {
-    let numbered = |n: usize| (0..n).map(|i| i.to_string()).collect();
-    vec![
-        Axis {
-            name: "layer".into(),
-            labels: numbered(n_layer),
-        },
-        Axis {
-            name: "head".into(),
-            labels: numbered(n_head),
-        },
-    ]
-}
+use crate::metric::Reading;
+use crate::runs::{CachedRun, PromptRuns};
+use crate::spec::target::{HeadInput, Receivers};
+use crate::sweep::batched::{prefix, tile};
+use crate::{Direction, PatchingError};
 
 /// Hooks path patching needs cached in both runs.
 pub fn hooks(n_layer: usize, receivers: &Receivers) -> Vec<HookPoint> {
@@ -116,7 +103,7 @@ impl<'a> PathSweep<'a> {
         let len = runs.len();
         let offset = runs.first_diff;
         let batch = n_head * rows;
-        let values = |run: &crate::CachedRun, hook| -> Result<Activation, PatchingError> {
+        let values = |run: &CachedRun, hook| -> Result<Activation, PatchingError> {
             let t = run.cache.per_head(hook)?;
             Ok(Activation::PerHead(if run.rows > 1 {
                 t.repeat_dim(0, n_head)

@@ -2,7 +2,7 @@
 //! more prompts than a browser holds. It uses `get_act_patch_*` where TransformerLens has one and
 //! a plain hook loop otherwise.
 
-use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind, ModelSource};
+use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind, ModelSource, PromptPair};
 
 fn py_str(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
@@ -38,10 +38,6 @@ fn tl_function(component: Component, positions: &Choice, heads: &Choice) -> Opti
 
 /// A Python script for TransformerLens 3.9 (`pip install transformer_lens==3.9.0`).
 pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
-    let model = match &spec.model {
-        ModelSource::Hub(id) => id.trim_start_matches("openai-community/").to_string(),
-        _ => "gpt2".to_string(),
-    };
     let mut py = String::new();
     let mut line = |s: &str| {
         py.push_str(s);
@@ -56,10 +52,7 @@ pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
     line("from transformer_lens import HookedTransformer");
     line("");
     line("torch.set_grad_enabled(False)");
-    line(&format!(
-        "model = HookedTransformer.from_pretrained({}, fold_ln=False, center_writing_weights=False, center_unembed=False)",
-        py_str(&model)
-    ));
+    load_model(&mut line, &spec.model);
     line(&format!(
         "prepend_bos = {}",
         if spec.prepend_bos { "True" } else { "False" }
@@ -83,7 +76,7 @@ pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
         py_list(&counters)
     ));
     if spec.metric.kind == MetricKind::ProbDiff {
-        let sets = |pick: &dyn Fn(&crate::PromptPair) -> Vec<String>| {
+        let sets = |pick: &dyn Fn(&PromptPair) -> Vec<String>| {
             let lists: Vec<String> = spec.prompts.iter().map(|p| py_list(&pick(p))).collect();
             py_list(&lists)
         };
@@ -119,7 +112,24 @@ pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
         Corruption::Gn(gn) => {
             line("# Gaussian noise on the token embeddings (ROME). Patchbay draws it from ChaCha8; torch's");
             line("# generator gives other samples, so expect the same picture, not the same digits.");
-            line(&format!("positions = {}", py_list(&gn.positions)));
+            if gn.positions.is_empty() {
+                // No positions in the spec: the tokens the STR pair changes.
+                let corrupted: Vec<String> = spec
+                    .prompts
+                    .iter()
+                    .map(|p| py_str(p.corrupted.as_deref().unwrap_or("")))
+                    .collect();
+                line(
+                    "# The noised positions: where the first pair's corrupted prompt differs (STR's tokens).",
+                );
+                line(&format!(
+                    "str_corrupted = model.to_tokens({}, prepend_bos=prepend_bos)",
+                    py_list(&corrupted)
+                ));
+                line("positions = (clean[0] != str_corrupted[0]).nonzero().flatten().tolist()");
+            } else {
+                line(&format!("positions = {}", py_list(&gn.positions)));
+            }
             line(&format!("samples = {}", gn.samples));
             line("key = clean[:, positions].flatten()");
             line(&format!("nu = {} * model.W_E[key].std()", gn.scale));
@@ -206,6 +216,59 @@ pub fn transformer_lens_script(spec: &ExperimentSpec) -> String {
     py
 }
 
+/// The lines that load the spec's model into a `HookedTransformer`: by name for the OpenAI GPT-2
+/// checkpoints TransformerLens knows, else from a Hub-layout folder, without any weight
+/// processing so that every hook holds the plain activation.
+fn load_model(line: &mut impl FnMut(&str), source: &ModelSource) {
+    let known = match source {
+        ModelSource::Hub(id) => {
+            let name = id.trim_start_matches("openai-community/");
+            ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"]
+                .contains(&name)
+                .then_some(name)
+        }
+        _ => None,
+    };
+    if let Some(name) = known {
+        line(&format!(
+            "model = HookedTransformer.from_pretrained({}, fold_ln=False, center_writing_weights=False, center_unembed=False)",
+            py_str(name)
+        ));
+        return;
+    }
+    let what = match source {
+        ModelSource::Hub(id) => format!("the Hub model {id}, which TransformerLens has no name for"),
+        ModelSource::Url(url) => format!("the model at {url}"),
+        ModelSource::Local(file) => format!("the local file {file}"),
+        ModelSource::Embedded(name) => {
+            format!("{name}, the model that ships with Patchbay (models/{name} in its repository)")
+        }
+    };
+    line(&format!("# This experiment ran on {what}."));
+    line("# TransformerLens cannot load it by name: put its Hub-layout folder (config.json,");
+    line("# model.safetensors, tokenizer.json) at MODEL_DIR and it is loaded from there.");
+    line("MODEL_DIR = \"path/to/model\"");
+    line("from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast");
+    line("from transformer_lens import HookedTransformerConfig");
+    line("from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights");
+    line(
+        "hf = GPT2LMHeadModel.from_pretrained(MODEL_DIR, local_files_only=True, attn_implementation=\"eager\")",
+    );
+    line("c = hf.config");
+    line("cfg = HookedTransformerConfig(d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head,");
+    line(
+        "    d_mlp=c.n_inner or 4 * c.n_embd, n_layers=c.n_layer, n_ctx=c.n_positions, eps=c.layer_norm_epsilon,",
+    );
+    line(
+        "    d_vocab=c.vocab_size, act_fn=\"gelu_new\", normalization_type=\"LN\", positional_embedding_type=\"standard\",",
+    );
+    line("    original_architecture=\"GPT2LMHeadModel\", default_prepend_bos=True)");
+    line("tokenizer = PreTrainedTokenizerFast(tokenizer_file=f\"{MODEL_DIR}/tokenizer.json\")");
+    line("model = HookedTransformer(cfg, tokenizer)");
+    line("model.load_and_process_state_dict(convert_gpt2_weights(hf, cfg), fold_ln=False,");
+    line("    center_writing_weights=False, center_unembed=False, fold_value_biases=False)");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +288,12 @@ mod tests {
             )
         );
         assert!(py.contains("HookedTransformer.from_pretrained(\"gpt2\""));
+        // A model TransformerLens cannot name is loaded from its folder, and the script says so.
+        let mut local = spec.clone();
+        local.model = ModelSource::Embedded("patchbay-ioi".into());
+        let py = transformer_lens_script(&local);
+        assert!(py.contains("cannot load it by name") && py.contains("MODEL_DIR"));
+        assert!(!py.contains("from_pretrained(\"gpt2\""));
         // Prompts are Python string literals, quotes escaped.
         assert!(py.contains(r#"["a \"b\" c"]"#));
     }

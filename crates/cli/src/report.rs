@@ -1,5 +1,6 @@
-//! Measures a trained model for `metrics.json`: held-out accuracy on each task, and its IOI
-//! circuit.
+//! `metrics.json` of a trained model: its held-out accuracy on each task, and its IOI circuit,
+//! measured with the patching core (`patchbay_patching::circuit` for accuracy, ablation and
+//! attention).
 //!
 //! The circuit is localized by activation patching (z of each head, all positions, STR on S2,
 //! normalized logit difference, denoising, 20 prompts of one template) and checked by other
@@ -11,16 +12,17 @@
 //!
 //! Held-out sets use seeds 1 and 2, which training never draws (its seeds have the top bit set).
 
-use std::collections::BTreeMap;
-
-use patchbay_model::{
-    Activation, ActivationCache, EditOp, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, Intervention, LogitsAt,
-    Selection,
-};
-use patchbay_patching::generate::{self, IOI_TEMPLATES, IoiCorruption, IoiOptions, IoiPrompt};
+use patchbay_model::{Gpt2, Gpt2Tokenizer};
+use patchbay_patching::analysis::detect::detect_threshold;
+use patchbay_patching::circuit::ablation::{Ablation, ablated};
+use patchbay_patching::circuit::accuracy::{Encoded, TaskScore, encode, score};
+use patchbay_patching::circuit::attention::{attention_to_names, name_positions};
+use patchbay_patching::tasks::greater_than::{greater_than, gt_years};
+use patchbay_patching::tasks::induction::induction;
+use patchbay_patching::tasks::ioi::{IOI_TEMPLATES, IoiCorruption, IoiOptions, IoiPrompt, ioi, ioi_prompts};
 use patchbay_patching::{
-    Corruption, Direction, ExperimentSpec, MetricKind, MetricSpec, ModelSource, PromptPair, RunOptions,
-    SPEC_VERSION, Target, run_experiment,
+    Corruption, Direction, ExperimentSpec, GaussianNoise, MetricKind, MetricSpec, ModelSource, PromptPair,
+    RunOptions, SPEC_VERSION, Target, run_experiment,
 };
 use serde_json::{Value, json};
 
@@ -43,85 +45,10 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Last-position logits of equal-length sequences, `[batch][vocab]`, with optional edits.
-pub fn last_logits(
-    model: &Gpt2,
-    tokens: &[Vec<u32>],
-    interventions: &[Intervention],
-) -> Result<Vec<Vec<f32>>, String> {
-    let logits = model
-        .forward(
-            tokens,
-            &mut Hooks::none().with_interventions(interventions),
-            LogitsAt::Last,
-        )
-        .map_err(err)?;
-    let vocab = logits.dims()[2];
-    let values: Vec<f32> = logits
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| format!("{e:?}"))?;
-    Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-        )
-        .0 as u32
-}
-
-fn softmax(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exp: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
-/// Tokens, answer and counter-answer ids of pairs.
-pub fn encode_pairs(
-    tokenizer: &Gpt2Tokenizer,
-    pairs: &[PromptPair],
-) -> Result<Vec<(Vec<u32>, u32, u32)>, String> {
-    pairs
-        .iter()
-        .map(|p| {
-            let counter = p
-                .counter_answer
-                .as_deref()
-                .ok_or("a pair without a counter-answer")?;
-            Ok((
-                tokenizer.encode(&p.clean, true).map_err(err)?,
-                tokenizer.single_token(&p.answer).map_err(err)?,
-                tokenizer.single_token(counter).map_err(err)?,
-            ))
-        })
-        .collect()
-}
-
-/// Top-1 accuracy, mean logit difference (answer − counter-answer) and mean probability of the
-/// answer, over pairs batched by token length.
-pub fn answer_stats(model: &Gpt2, encoded: &[(Vec<u32>, u32, u32)]) -> Result<(f64, f64, f64), String> {
-    let mut by_len: BTreeMap<usize, Vec<&(Vec<u32>, u32, u32)>> = BTreeMap::new();
-    for e in encoded {
-        by_len.entry(e.0.len()).or_default().push(e);
-    }
-    let (mut correct, mut ld, mut prob) = (0usize, 0.0, 0.0);
-    for group in by_len.values() {
-        for chunk in group.chunks(64) {
-            let tokens: Vec<Vec<u32>> = chunk.iter().map(|e| e.0.clone()).collect();
-            for (row, (_, answer, counter)) in last_logits(model, &tokens, &[])?.iter().zip(chunk) {
-                correct += (argmax(row) == *answer) as usize;
-                ld += (row[*answer as usize] - row[*counter as usize]) as f64;
-                prob += softmax(row)[*answer as usize];
-            }
-        }
-    }
-    let n = encoded.len() as f64;
-    Ok((correct as f64 / n, ld / n, prob / n))
+/// The model's scores on pairs' clean prompts (with `<|endoftext|>` first).
+fn scores(model: &Gpt2, tokenizer: &Gpt2Tokenizer, pairs: &[PromptPair]) -> Result<TaskScore, String> {
+    let encoded = encode(tokenizer, pairs, true).map_err(err)?;
+    pollster::block_on(score(model, &encoded, |_| Ok(Vec::new()))).map_err(err)
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -131,59 +58,55 @@ fn round(x: f64, digits: i32) -> f64 {
 
 /// Held-out accuracy on the three tasks.
 pub fn held_out(model: &Gpt2, tokenizer: &Gpt2Tokenizer) -> Result<Value, String> {
-    let ioi = generate::ioi(tokenizer, 600, HELD_OUT_SEED, IoiCorruption::S2).map_err(err)?;
-    let (acc, ld, p) = answer_stats(model, &encode_pairs(tokenizer, &ioi)?)?;
-    let ioi = json!({"prompts": 600, "seed": HELD_OUT_SEED, "accuracy": round(acc, 4),
-        "logit_diff": round(ld, 3), "p_answer": round(p, 3)});
+    let s = scores(
+        model,
+        tokenizer,
+        &ioi(tokenizer, 600, HELD_OUT_SEED, IoiCorruption::S2).map_err(err)?,
+    )?;
+    let ioi = json!({"prompts": 600, "seed": HELD_OUT_SEED, "accuracy": round(s.accuracy, 4),
+        "logit_diff": round(s.logit_diff, 3), "p_answer": round(s.prob_answer, 3)});
 
-    let induction = generate::induction(tokenizer, 300, HELD_OUT_SEED, 6).map_err(err)?;
-    let (acc, ld, p) = answer_stats(model, &encode_pairs(tokenizer, &induction)?)?;
-    let induction = json!({"prompts": 300, "seed": HELD_OUT_SEED, "length": 6, "accuracy": round(acc, 4),
-        "logit_diff": round(ld, 3), "p_answer": round(p, 3)});
+    let s = scores(
+        model,
+        tokenizer,
+        &induction(tokenizer, 300, HELD_OUT_SEED, 6).map_err(err)?,
+    )?;
+    let induction = json!({"prompts": 300, "seed": HELD_OUT_SEED, "length": 6, "accuracy": round(s.accuracy, 4),
+        "logit_diff": round(s.logit_diff, 3), "p_answer": round(s.prob_answer, 3)});
 
-    // Greater-than: the top token is a year above YY; probability above minus below (Hanna et al.).
-    let years = generate::gt_years(tokenizer).map_err(err)?;
-    let year_ids: Vec<(u32, u32)> = years
-        .iter()
-        .map(|&y| Ok((y, tokenizer.single_token(&format!("{y:02}")).map_err(err)?)))
-        .collect::<Result<_, String>>()?;
-    let gt = generate::greater_than(tokenizer, 300, HELD_OUT_SEED).map_err(err)?;
-    let (mut correct, mut diff) = (0usize, 0.0);
-    for chunk in gt.chunks(100) {
-        let tokens: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|p| tokenizer.encode(&p.clean, true).map_err(err))
-            .collect::<Result<_, _>>()?;
-        for (row, pair) in last_logits(model, &tokens, &[])?.iter().zip(chunk) {
+    // Greater-than: the top token is a year (of those the generator uses) above YY; the
+    // probability of those years minus that of the years below YY (Hanna et al.).
+    let years = gt_years(tokenizer).map_err(err)?;
+    let gt = greater_than(tokenizer, 300, HELD_OUT_SEED)
+        .map_err(err)?
+        .into_iter()
+        .map(|pair| {
             let yy: u32 = pair.clean[pair.clean.find("year 17").ok_or("no year")? + 7..][..2]
                 .parse()
                 .map_err(err)?;
-            let top = argmax(row);
-            correct += year_ids.iter().any(|&(y, id)| id == top && y > yy) as usize;
-            let probs = softmax(row);
-            diff += year_ids
-                .iter()
-                .map(|&(y, id)| {
-                    if y > yy {
-                        probs[id as usize]
-                    } else if y < yy {
-                        -probs[id as usize]
-                    } else {
-                        0.0
-                    }
-                })
-                .sum::<f64>();
-        }
-    }
-    let n = gt.len() as f64;
-    let gt = json!({"prompts": gt.len(), "seed": HELD_OUT_SEED, "accuracy": round(correct as f64 / n, 4),
-        "prob_diff": round(diff / n, 3)});
+            let set = |keep: &dyn Fn(u32) -> bool| {
+                years
+                    .iter()
+                    .filter(|&&y| keep(y))
+                    .map(|y| format!("{y:02}"))
+                    .collect()
+            };
+            Ok(PromptPair {
+                answer_set: set(&|y| y > yy),
+                counter_set: set(&|y| y < yy),
+                ..pair
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let s = scores(model, tokenizer, &gt)?;
+    let gt = json!({"prompts": gt.len(), "seed": HELD_OUT_SEED, "accuracy": round(s.accuracy, 4),
+        "prob_diff": round(s.prob_diff, 3)});
     Ok(json!({"ioi": ioi, "induction": induction, "greater_than": gt}))
 }
 
 /// The patching dataset: IOI prompts of one template (so one token length), S2 corrupted.
 pub fn circuit_prompts(tokenizer: &Gpt2Tokenizer, n: usize, seed: u64) -> Result<Vec<IoiPrompt>, String> {
-    generate::ioi_prompts(
+    ioi_prompts(
         tokenizer,
         n,
         seed,
@@ -218,131 +141,6 @@ pub fn circuit_spec(
     })
 }
 
-/// Positions (with `<|endoftext|>` first) of IO, S1 and S2 in an IOI prompt's clean tokens.
-pub fn name_positions(tokens: &[u32], io: u32, s: u32) -> Result<(usize, usize, usize), String> {
-    let io_pos = tokens.iter().position(|&t| t == io).ok_or("no IO")?;
-    let s_pos: Vec<usize> = (0..tokens.len()).filter(|&i| tokens[i] == s).collect();
-    match s_pos.as_slice() {
-        [s1, s2] => Ok((io_pos, *s1, *s2)),
-        _ => Err("S is not there twice".into()),
-    }
-}
-
-/// Mean attention of every head, `[layer][head]` each: from the last position to IO, S1 and S2,
-/// and from S2 to S1 (a duplicate-token head's signature) and to IO.
-pub fn attention_to_names(
-    model: &Gpt2,
-    tokenizer: &Gpt2Tokenizer,
-    prompts: &[IoiPrompt],
-) -> Result<[Vec<Vec<f64>>; 5], String> {
-    let (n_layer, n_head) = (model.config.n_layer, model.config.n_head);
-    let encoded = encode_pairs(
-        tokenizer,
-        &prompts.iter().map(|p| p.pair.clone()).collect::<Vec<_>>(),
-    )?;
-    let tokens: Vec<Vec<u32>> = encoded.iter().map(|e| e.0.clone()).collect();
-    let mut cache = ActivationCache::new((0..n_layer).map(HookPoint::Pattern));
-    model
-        .forward(&tokens, &mut Hooks::none().with_cache(&mut cache), LogitsAt::Last)
-        .map_err(err)?;
-    let mut out: [Vec<Vec<f64>>; 5] = std::array::from_fn(|_| vec![vec![0.0; n_head]; n_layer]);
-    let len = tokens[0].len();
-    for layer in 0..n_layer {
-        // [batch, head, query, key]
-        let pattern: Vec<f32> = cache
-            .per_head(HookPoint::Pattern(layer))
-            .map_err(err)?
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| format!("{e:?}"))?;
-        for (b, (toks, io, s)) in encoded.iter().enumerate() {
-            let (io_pos, s1, s2) = name_positions(toks, *io, *s)?;
-            let n = encoded.len() as f64;
-            for head in 0..n_head {
-                let row = |query: usize| ((b * n_head + head) * len + query) * len;
-                for (k, pos) in [io_pos, s1, s2].into_iter().enumerate() {
-                    out[k][layer][head] += pattern[row(len - 1) + pos] as f64 / n;
-                }
-                out[3][layer][head] += pattern[row(s2) + s1] as f64 / n;
-                out[4][layer][head] += pattern[row(s2) + io_pos] as f64 / n;
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// How a head's output is replaced when it is ablated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ablation {
-    /// By zero.
-    Zero,
-    /// By its mean over the evaluated prompts, position by position.
-    Mean,
-}
-
-/// What ablating some heads leaves of the task, averaged over prompts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Ablated {
-    /// Top-1 = IO.
-    pub accuracy: f64,
-    pub logit_diff: f64,
-    pub io_logit: f64,
-    pub s_logit: f64,
-}
-
-/// The task on equal-length IOI prompts with `heads` ablated at `hook_z` (none: the model as is).
-pub fn ablated(
-    model: &Gpt2,
-    encoded: &[(Vec<u32>, u32, u32)],
-    heads: &[(usize, usize)],
-    ablation: Ablation,
-) -> Result<Ablated, String> {
-    let tokens: Vec<Vec<u32>> = encoded.iter().map(|e| e.0.clone()).collect();
-    let layers: Vec<usize> = {
-        let mut l: Vec<usize> = heads.iter().map(|h| h.0).collect();
-        l.sort();
-        l.dedup();
-        l
-    };
-    let mut cache = ActivationCache::new(layers.iter().map(|&l| HookPoint::Z(l)));
-    model
-        .forward(&tokens, &mut Hooks::none().with_cache(&mut cache), LogitsAt::Last)
-        .map_err(err)?;
-    let mut interventions = Vec::new();
-    for &layer in &layers {
-        let z = cache.per_head(HookPoint::Z(layer)).map_err(err)?;
-        let values = match ablation {
-            Ablation::Zero => z.narrow(0, 0, 1).zeros_like(),
-            Ablation::Mean => z.mean_dim(0),
-        };
-        let selected: Vec<usize> = heads.iter().filter(|h| h.0 == layer).map(|h| h.1).collect();
-        interventions.push(
-            Intervention::new(
-                HookPoint::Z(layer),
-                EditOp::Replace,
-                Activation::PerHead(values),
-                &vec![Some(Selection::heads(selected)); tokens.len()],
-            )
-            .map_err(err)?,
-        );
-    }
-    let rows = last_logits(model, &tokens, &interventions)?;
-    let n = encoded.len() as f64;
-    let mean = |f: &dyn Fn(&[f32], u32, u32) -> f64| {
-        rows.iter()
-            .zip(encoded)
-            .map(|(row, e)| f(row, e.1, e.2))
-            .sum::<f64>()
-            / n
-    };
-    Ok(Ablated {
-        accuracy: mean(&|row, io, _| (argmax(row) == io) as u8 as f64),
-        logit_diff: mean(&|row, io, s| (row[io as usize] - row[s as usize]) as f64),
-        io_logit: mean(&|row, io, _| row[io as usize] as f64),
-        s_logit: mean(&|row, _, s| row[s as usize] as f64),
-    })
-}
-
 fn grid_rows(values: &[f64], n_head: usize) -> Vec<Vec<f64>> {
     values
         .chunks(n_head)
@@ -356,16 +154,15 @@ fn grid_rows(values: &[f64], n_head: usize) -> Vec<Vec<f64>> {
 pub const LOCALIZED_EFFECT: f64 = 0.2;
 
 /// The heads patching localizes: normalized effect at least [`LOCALIZED_EFFECT`], in order.
-pub fn localized(results: &patchbay_patching::Results) -> Vec<(usize, usize)> {
-    let n_head = results.grid.shape[1];
-    results
-        .grid
-        .values
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| **v >= LOCALIZED_EFFECT)
-        .map(|(i, _)| (i / n_head, i % n_head))
-        .collect()
+pub fn localized(results: &patchbay_patching::Results) -> Vec<[usize; 2]> {
+    let mut heads: Vec<[usize; 2]> =
+        detect_threshold(&results.grid.values, &results.grid.shape, LOCALIZED_EFFECT)
+            .into_iter()
+            .filter(|d| d.value > 0.0)
+            .map(|d| [d.index[0], d.index[1]])
+            .collect();
+    heads.sort();
+    heads
 }
 
 /// Everything `metrics.json` reports about the model.
@@ -383,28 +180,26 @@ pub fn measure(model: &Gpt2, tokenizer: &Gpt2Tokenizer) -> Result<Report, String
     let results = run(model, tokenizer, &spec)?;
     let heads = localized(&results);
 
-    let [to_io, to_s1, to_s2, s2_to_s1, s2_to_io] = attention_to_names(model, tokenizer, &prompts)?;
+    let [to_io, to_s1, to_s2, s2_to_s1, s2_to_io] =
+        pollster::block_on(attention_to_names(model, &encoded(tokenizer, &prompts)?)).map_err(err)?;
     let eval = circuit_prompts(tokenizer, 200, HELD_OUT_SEED)?;
-    let encoded = encode_pairs(
-        tokenizer,
-        &eval.iter().map(|p| p.pair.clone()).collect::<Vec<_>>(),
-    )?;
-    let ablate = |heads: &[(usize, usize)], ablation| -> Result<Value, String> {
-        let a = ablated(model, &encoded, heads, ablation)?;
+    let eval_encoded = encoded(tokenizer, &eval)?;
+    let ablate = |heads: &[[usize; 2]], ablation| -> Result<Value, String> {
+        let a = pollster::block_on(ablated(model, &eval_encoded, heads, ablation)).map_err(err)?;
         Ok(
             json!({"accuracy": round(a.accuracy, 4), "logit_diff": round(a.logit_diff, 3),
-            "io_logit": round(a.io_logit, 3), "s_logit": round(a.s_logit, 3)}),
+            "io_logit": round(a.answer_logit, 3), "s_logit": round(a.counter_logit, 3)}),
         )
     };
-    let others: Vec<(usize, usize)> = (0..model.config.n_layer)
-        .flat_map(|l| (0..n_head).map(move |h| (l, h)))
+    let others: Vec<[usize; 2]> = (0..model.config.n_layer)
+        .flat_map(|l| (0..n_head).map(move |h| [l, h]))
         .filter(|h| !heads.contains(h))
         .collect();
-    let first_layer = heads.iter().map(|h| h.0).min().unwrap_or(0);
-    let later: Vec<(usize, usize)> = heads.iter().copied().filter(|h| h.0 > first_layer).collect();
+    let first_layer = heads.iter().map(|h| h[0]).min().unwrap_or(0);
+    let later: Vec<[usize; 2]> = heads.iter().copied().filter(|h| h[0] > first_layer).collect();
     let each: Vec<Value> = heads
         .iter()
-        .map(|&h| Ok(json!({"head": [h.0, h.1], "mean": ablate(&[h], Ablation::Mean)?})))
+        .map(|&h| Ok(json!({"head": h, "mean": ablate(&[h], Ablation::Mean)?})))
         .collect::<Result<_, String>>()?;
     let contrasts = contrasts(model, tokenizer, &prompts, &results, &to_io.concat())?;
     let detected: Vec<Value> = results
@@ -422,7 +217,7 @@ pub fn measure(model: &Gpt2, tokenizer: &Gpt2Tokenizer) -> Result<Report, String
         "grid": grid_rows(&results.grid.values, n_head),
         "detected_2sigma": detected,
         "localized_effect": LOCALIZED_EFFECT,
-        "localized_heads": head_list(&heads),
+        "localized_heads": heads,
         "attention": {"end_to_io": grid_rows(&to_io.concat(), n_head), "end_to_s1": grid_rows(&to_s1.concat(), n_head),
             "end_to_s2": grid_rows(&to_s2.concat(), n_head), "s2_to_s1": grid_rows(&s2_to_s1.concat(), n_head),
             "s2_to_io": grid_rows(&s2_to_io.concat(), n_head)},
@@ -454,8 +249,10 @@ fn run(
     .map_err(err)
 }
 
-fn head_list(heads: &[(usize, usize)]) -> Vec<[usize; 2]> {
-    heads.iter().map(|h| [h.0, h.1]).collect()
+/// The clean tokens (BOS first) and answers of IOI prompts.
+fn encoded(tokenizer: &Gpt2Tokenizer, prompts: &[IoiPrompt]) -> Result<Vec<Encoded>, String> {
+    let pairs: Vec<PromptPair> = prompts.iter().map(|p| p.pair.clone()).collect();
+    encode(tokenizer, &pairs, true).map_err(err)
 }
 
 /// The most extreme cell of a `[layer][head]` grid: `(head, value)`, lowest if `lowest`.
@@ -521,13 +318,11 @@ fn contrasts(
     // token embeddings (3σ, 10 samples), with the same clean prompts.
     let other = |corruption: IoiCorruption| -> Result<Vec<PromptPair>, String> {
         let options = IoiOptions::new(corruption).with_template(CIRCUIT_TEMPLATE);
-        Ok(
-            generate::ioi_prompts(tokenizer, prompts.len(), CIRCUIT_SEED, &options)
-                .map_err(err)?
-                .into_iter()
-                .map(|p| p.pair)
-                .collect(),
-        )
+        Ok(ioi_prompts(tokenizer, prompts.len(), CIRCUIT_SEED, &options)
+            .map_err(err)?
+            .into_iter()
+            .map(|p| p.pair)
+            .collect())
     };
     let s1io = run(
         model,
@@ -540,10 +335,10 @@ fn contrasts(
         &tokens,
         tokenizer.single_token(first.io).map_err(err)?,
         tokenizer.single_token(first.s).map_err(err)?,
-    )?;
+    )
+    .map_err(err)?;
     let gn = |positions: Vec<usize>| -> Result<patchbay_patching::Results, String> {
-        let noise: patchbay_patching::GaussianNoise =
-            serde_json::from_value(json!({"positions": positions})).map_err(err)?;
+        let noise = GaussianNoise::at(positions);
         run(
             model,
             tokenizer,
@@ -553,7 +348,7 @@ fn contrasts(
     let gn_s2 = gn(vec![s2_pos])?;
     let gn_s1io = gn(vec![io_pos.min(s1_pos), io_pos.max(s1_pos)])?;
     let summary = |r: &patchbay_patching::Results| {
-        json!({"localized_heads": head_list(&localized(r)),
+        json!({"localized_heads": localized(r),
             "top": extreme(&r.grid.values, n_head, false), "lowest": extreme(&r.grid.values, n_head, true),
             "clean_logit_diff": round(r.clean_metric, 3), "corrupted_logit_diff": round(r.corrupted_metric, 3),
             "grid": grid_rows(&r.grid.values, n_head)})
@@ -601,12 +396,12 @@ fn composition(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     prompts: &[IoiPrompt],
-    heads: &[(usize, usize)],
+    heads: &[[usize; 2]],
 ) -> Result<Value, String> {
-    let Some(first) = heads.iter().map(|h| h.0).min() else {
+    let Some(first) = heads.iter().map(|h| h[0]).min() else {
         return Ok(Value::Null);
     };
-    let receivers: Vec<[usize; 2]> = heads.iter().filter(|h| h.0 > first).map(|h| [h.0, h.1]).collect();
+    let receivers: Vec<[usize; 2]> = heads.iter().copied().filter(|h| h[0] > first).collect();
     if receivers.is_empty() {
         return Ok(Value::Null);
     }
@@ -617,7 +412,8 @@ fn composition(
         &tokens,
         tokenizer.single_token(p.io).map_err(err)?,
         tokenizer.single_token(p.s).map_err(err)?,
-    )?;
+    )
+    .map_err(err)?;
     let end = tokens.len() - 1;
     let pairs: Vec<PromptPair> = prompts.iter().map(|p| p.pair.clone()).collect();
     let mut out = serde_json::Map::new();

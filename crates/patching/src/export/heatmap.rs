@@ -7,7 +7,8 @@
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::{Axis, Grid};
+use crate::analysis::results::Grid;
+use crate::sweep::plan::{Axis, COMPONENT, DEST_POS, LAYER, POS};
 
 /// ColorBrewer RdBu (11 classes), from strongest negative (blue) to strongest positive (red).
 const RDBU: [(u8, u8, u8); 11] = [
@@ -44,15 +45,6 @@ pub fn color(value: f64, limit: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// The largest absolute finite value (the colour scale's half-width); 1 for an all-zero grid.
-pub fn symmetric_limit(values: &[f64]) -> f64 {
-    let max = values
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(v.abs()));
-    if max > 0.0 { max } else { 1.0 }
-}
-
 /// Pixel geometry of a heatmap: where each cell is drawn.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
@@ -79,14 +71,27 @@ const MARGIN: i32 = 12;
 const CELL_H: i32 = 22;
 const CHAR_W: i32 = 7;
 
-/// Lays out `grid` with `axes`.
-pub fn layout(grid: &Grid, axes: &[Axis]) -> Layout {
-    let (panel_axis, row_axis, col_axis): (Option<usize>, usize, Option<usize>) = match axes.len() {
+/// Which axis of a grid makes the panels, the rows and the columns: three-axis grids get a
+/// panel per component (`block_every`) or per position, with layers as rows.
+fn roles(axes: &[Axis]) -> (Option<usize>, usize, Option<usize>) {
+    let find = |name: &str| axes.iter().position(|a| a.name == name);
+    match axes.len() {
         1 => (None, 0, None),
         2 => (None, 0, Some(1)),
-        _ if axes[0].name == "component" => (Some(0), 1, Some(2)),
-        _ => (Some(1), 0, Some(2)),
-    };
+        _ => {
+            let panel = find(COMPONENT).or(find(POS)).or(find(DEST_POS)).unwrap_or(1);
+            let row = find(LAYER)
+                .filter(|&r| r != panel)
+                .unwrap_or(if panel == 0 { 1 } else { 0 });
+            let col = (0..axes.len()).find(|&a| a != panel && a != row);
+            (Some(panel), row, col)
+        }
+    }
+}
+
+/// Lays out `grid` with `axes`.
+pub fn layout(grid: &Grid, axes: &[Axis]) -> Layout {
+    let (panel_axis, row_axis, col_axis) = roles(axes);
     let labels = |axis: Option<usize>| axis.map_or(vec![String::new()], |a| axes[a].labels.clone());
     let rows = axes[row_axis].labels.clone();
     let cols = labels(col_axis);
@@ -270,7 +275,6 @@ mod tests {
         assert_eq!(color(1.0, 1.0), RGBColor(103, 0, 31));
         assert_eq!(color(-1.0, 1.0), RGBColor(5, 48, 97));
         assert_eq!(color(5.0, 1.0), color(1.0, 1.0), "clamped");
-        assert_eq!(symmetric_limit(&[0.1, -0.4, f64::NAN]), 0.4);
     }
 
     #[test]
@@ -281,7 +285,7 @@ mod tests {
                 labels: vec!["0".into(), "1".into()],
             },
             Axis {
-                name: "position".into(),
+                name: "pos".into(),
                 labels: vec!["<|endoftext|>".into(), "␣Mary".into(), "<x>&".into()],
             },
         ];

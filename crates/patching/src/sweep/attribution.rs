@@ -11,8 +11,11 @@ use patchbay_model::{
     Activation, EditOp, Gpt2, HookLayout, HookPoint, Hooks, Intervention, LogitsAt, Selection, read_f32,
 };
 
-use crate::run::noise_intervention;
-use crate::{Direction, MetricKind, Patch, PatchingError, PromptRuns};
+use crate::corruption::gn;
+use crate::metric::MetricKind;
+use crate::runs::PromptRuns;
+use crate::sweep::plan::Patch;
+use crate::{Direction, PatchingError};
 
 fn backend_err(e: impl std::fmt::Debug) -> PatchingError {
     PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}")))
@@ -53,7 +56,7 @@ pub async fn attribution(
             Ok((hook, zeros))
         })
         .collect::<Result<_, PatchingError>>()?;
-    let mut interventions = noise_intervention(base.noise.clone(), base.rows)?;
+    let mut interventions = gn::intervention(base.noise.clone(), base.rows)?;
     for (&hook, probe) in &probes {
         interventions.push(Intervention::new(
             hook,

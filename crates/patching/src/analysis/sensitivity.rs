@@ -6,12 +6,13 @@
 use patchbay_model::{Gpt2, Gpt2Tokenizer};
 use serde::{Deserialize, Serialize};
 
-use crate::circuits::HeadClass;
-use crate::dataset::IoiNames;
-use crate::{
-    Axis, Corruption, Direction, ExperimentSpec, GaussianNoise, MetricKind, MetricSpec, Observer,
-    PatchingError, Progress, RunOptions, compare, run_experiment,
-};
+use crate::analysis::known_circuits::HeadClass;
+use crate::analysis::stats;
+use crate::corruption::gn::GaussianNoise;
+use crate::experiment::{Observer, Progress, RunOptions, run_experiment};
+use crate::spec::dataset::IoiNames;
+use crate::sweep::plan::{Axis, HEAD_INDEX, LAYER};
+use crate::{Corruption, Direction, ExperimentSpec, MetricKind, MetricSpec, PatchingError};
 
 /// A corruption to try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +21,7 @@ pub enum CorruptionChoice {
     /// Symmetric token replacement, with the spec's corrupted prompts (or, for a generated IOI
     /// dataset, changing these names).
     Str(Option<IoiNames>),
-    /// Gaussian noise (3σ, `samples`) on the tokens that STR would change.
+    /// Gaussian noise (the default scale, `samples`) on the tokens that STR would change.
     Gn(Option<IoiNames>),
 }
 
@@ -49,7 +50,7 @@ pub struct Case {
 /// A row of Table 1: one class, and the heads of it each case detected.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassRow {
-    pub class: &'static str,
+    pub class: String,
     pub heads: Vec<[usize; 2]>,
     /// Per case, the class's heads that were detected.
     pub detected: Vec<Vec<[usize; 2]>>,
@@ -125,16 +126,11 @@ fn variant(
     }
     spec.corruption = match corruption {
         CorruptionChoice::Str(_) => Corruption::Str,
-        CorruptionChoice::Gn(_) => {
-            // The positions STR changes: generated datasets find them when expanding; given
-            // prompts take them from the first pair.
-            Corruption::Gn(GaussianNoise {
-                positions: Vec::new(),
-                scale: 3.0,
-                samples,
-                sigma_texts: None,
-            })
-        }
+        // No positions: the tokens STR changes.
+        CorruptionChoice::Gn(_) => Corruption::Gn(GaussianNoise {
+            samples,
+            ..GaussianNoise::at(Vec::new())
+        }),
     };
     Ok(spec)
 }
@@ -169,18 +165,7 @@ pub async fn sensitivity(
     let total_cases = settings.len();
     let mut cases = Vec::new();
     let mut axes = Vec::new();
-    for (i, (label, mut spec)) in settings.into_iter().enumerate() {
-        // Given prompts under GN: noise the tokens the STR pair changes.
-        if let Corruption::Gn(gn) = &mut spec.corruption
-            && spec.dataset.is_none()
-        {
-            let first = &spec.prompts[0];
-            let clean = tokenizer.encode(&first.clean, spec.prepend_bos)?;
-            let corrupted = tokenizer.encode(first.corrupted.as_deref().unwrap_or(""), spec.prepend_bos)?;
-            gn.positions = (0..clean.len())
-                .filter(|&p| corrupted.get(p) != Some(&clean[p]))
-                .collect();
-        }
+    for (i, (label, spec)) in settings.into_iter().enumerate() {
         let stage = format!("setting {}/{total_cases}: {label}", i + 1);
         // Progress in thousandths of a setting, so that settings of different sizes add up.
         let mut inner = |p: &Progress| Progress {
@@ -206,18 +191,18 @@ pub async fn sensitivity(
     let jaccard = (0..n)
         .map(|i| {
             (0..n)
-                .map(|j| compare::jaccard(&cases[i].detected, &cases[j].detected))
+                .map(|j| stats::jaccard(&cases[i].detected, &cases[j].detected))
                 .collect()
         })
         .collect();
     let spearman = (0..n)
         .map(|i| {
             (0..n)
-                .map(|j| compare::spearman(&cases[i].grid, &cases[j].grid))
+                .map(|j| stats::spearman(&cases[i].grid, &cases[j].grid))
                 .collect()
         })
         .collect();
-    let heads_grid = axes.len() == 2 && axes[0].name == "layer" && axes[1].name == "head";
+    let heads_grid = axes.len() == 2 && axes[0].name == LAYER && axes[1].name == HEAD_INDEX;
     let table = match (classes, heads_grid) {
         (Some(classes), true) => {
             let n_head = axes[1].labels.len();
@@ -225,8 +210,8 @@ pub async fn sensitivity(
                 classes
                     .iter()
                     .map(|class| ClassRow {
-                        class: class.name,
-                        heads: class.heads.to_vec(),
+                        class: class.name.clone(),
+                        heads: class.heads.clone(),
                         detected: cases
                             .iter()
                             .map(|case| {

@@ -1,6 +1,6 @@
 //! Patching sweeps that waste nothing.
 //!
-//! A sweep runs every patch of a [`Plan`] on one prompt. Rather than one full forward pass per
+//! A sweep runs every patch of a [`Plan`](crate::sweep::plan::Plan) on a batch of prompts. Rather than one full forward pass per
 //! patch (TransformerLens's loop, kept here as [`Strategy::Naive`] for tests and benchmarks):
 //!
 //! - patches that start at the same layer run as one batch, each variant a row;
@@ -19,8 +19,11 @@ use std::collections::BTreeMap;
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Prefix, Selection};
 
-use crate::run::noise_intervention;
-use crate::{CachedRun, Direction, Patch, PatchingError, PromptRuns, Reading};
+use crate::corruption::gn;
+use crate::metric::Reading;
+use crate::runs::{CachedRun, PromptRuns};
+use crate::sweep::plan::Patch;
+use crate::{Direction, PatchingError};
 
 /// Limits on one batched forward pass, which bound its memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +205,7 @@ impl<'a> Sweep<'a> {
         let base = self.runs.base(self.direction);
         let source = self.runs.source(self.direction);
         let rows = self.runs.rows();
-        let mut interventions = noise_intervention(base.noise.clone(), rows)?;
+        let mut interventions = gn::intervention(base.noise.clone(), rows)?;
         interventions.extend(self.interventions_for(source, patch, rows)?);
         let logits = self.model.forward(
             &base.tokens,

@@ -1,11 +1,10 @@
-//! Patch targets: which activation is patched, at which layers, positions and heads, and the
-//! grid of patches a sweep fills, with TransformerLens's layouts (`get_act_patch_resid_pre` is
-//! `[layer, pos]`, `get_act_patch_attn_head_out_all_pos` is `[layer, head]`, and so on).
+//! Patch targets: which activation is patched, at which positions and heads, and, for path
+//! patching, into what. The grid a target's sweep fills is [`crate::sweep::plan`]'s.
 
 use patchbay_model::{Gpt2Config, HookPoint};
 use serde::{Deserialize, Serialize};
 
-use crate::{PatchingError, window};
+use crate::PatchingError;
 
 /// The kind of activation a target patches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,6 +28,22 @@ pub enum Component {
 }
 
 impl Component {
+    /// Every component, in the order the page lists them.
+    pub const ALL: [Component; 12] = [
+        Component::ResidPre,
+        Component::ResidMid,
+        Component::ResidPost,
+        Component::AttnOut,
+        Component::MlpOut,
+        Component::Z,
+        Component::Q,
+        Component::K,
+        Component::V,
+        Component::Pattern,
+        Component::BlockEvery,
+        Component::Path,
+    ];
+
     /// The hook this component patches at `layer`.
     pub fn hook(self, layer: usize) -> HookPoint {
         match self {
@@ -53,10 +68,16 @@ impl Component {
         )
     }
 
-    fn is_residual(self) -> bool {
-        matches!(
+    /// Whether a sliding window of layers means anything for this component: not for the
+    /// residual stream (each layer's carries every earlier one), nor for path patching.
+    pub fn takes_window(self) -> bool {
+        !matches!(
             self,
-            Component::ResidPre | Component::ResidMid | Component::ResidPost
+            Component::ResidPre
+                | Component::ResidMid
+                | Component::ResidPost
+                | Component::BlockEvery
+                | Component::Path
         )
     }
 
@@ -75,6 +96,42 @@ impl Component {
             Component::Pattern => "pattern",
             Component::BlockEvery => "block_every",
             Component::Path => "path",
+        }
+    }
+
+    /// The name of a choice list: "Residual stream (resid_pre)".
+    pub fn label(self) -> &'static str {
+        match self {
+            Component::ResidPre => "Residual stream (resid_pre)",
+            Component::ResidMid => "Residual stream (resid_mid)",
+            Component::ResidPost => "Residual stream (resid_post)",
+            Component::AttnOut => "Attention output (attn_out)",
+            Component::MlpOut => "MLP output (mlp_out)",
+            Component::Z => "Head outputs (z)",
+            Component::Q => "Head queries (q)",
+            Component::K => "Head keys (k)",
+            Component::V => "Head values (v)",
+            Component::Pattern => "Head attention patterns",
+            Component::BlockEvery => "resid_pre, attn_out and mlp_out",
+            Component::Path => "Path patching from each head",
+        }
+    }
+
+    /// What one cell patches, before its layer (and head): "the attention output of layer".
+    pub fn cell_text(self) -> &'static str {
+        match self {
+            Component::ResidPre => "the residual stream entering layer",
+            Component::ResidMid => "the residual stream between attention and MLP of layer",
+            Component::ResidPost => "the residual stream leaving layer",
+            Component::AttnOut => "the attention output of layer",
+            Component::MlpOut => "the MLP output of layer",
+            Component::Z => "the output of head",
+            Component::Q => "the queries of head",
+            Component::K => "the keys of head",
+            Component::V => "the values of head",
+            Component::Pattern => "the attention pattern of head",
+            Component::BlockEvery => "layer",
+            Component::Path => "the path from head",
         }
     }
 
@@ -182,47 +239,6 @@ pub struct Target {
     pub receivers: Option<Receivers>,
 }
 
-/// One hook edited by a patch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Edit {
-    pub hook: HookPoint,
-    /// `None`: every position.
-    pub positions: Option<Vec<usize>>,
-    /// `None`: every head (or no head axis).
-    pub heads: Option<Vec<usize>>,
-}
-
-/// One cell of a grid: the edits made together.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Patch {
-    pub edits: Vec<Edit>,
-}
-
-/// A named axis of a result grid.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Axis {
-    pub name: String,
-    pub labels: Vec<String>,
-}
-
-/// The patches of a sweep, in row-major order of the grid's axes.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub axes: Vec<Axis>,
-    pub patches: Vec<Patch>,
-}
-
-impl Plan {
-    /// The grid's shape.
-    pub fn shape(&self) -> Vec<usize> {
-        self.axes.iter().map(|a| a.labels.len()).collect()
-    }
-}
-
-fn numbered(n: usize) -> Vec<String> {
-    (0..n).map(|i| i.to_string()).collect()
-}
-
 fn check_indices(what: &str, indices: &[usize], len: usize) -> Result<(), PatchingError> {
     if indices.is_empty() {
         return Err(PatchingError::Target(format!("the list of {what}s is empty")));
@@ -280,104 +296,5 @@ impl Target {
             )),
             _ => Ok(()),
         }
-    }
-
-    /// The patches of this target, for a model of `n_layer` layers and `n_head` heads and a
-    /// prompt whose tokens read `tokens`, with an optional window of layers.
-    pub fn plan(
-        &self,
-        n_layer: usize,
-        n_head: usize,
-        tokens: &[String],
-        window_size: Option<usize>,
-    ) -> Result<Plan, PatchingError> {
-        let component = self.component;
-        if let Some(size) = window_size {
-            window::check(size, n_layer)?;
-            if component.is_residual() || component == Component::BlockEvery || component == Component::Path {
-                return Err(PatchingError::Target(format!(
-                    "windows patch several layers of a component at once, which is meaningless for {}: \
-                     use attn_out, mlp_out or a head component",
-                    component.name()
-                )));
-            }
-        }
-        let layers_of = |layer: usize| match window_size {
-            Some(size) => window::layers(layer, size, n_layer),
-            None => vec![layer],
-        };
-        let layer_axis = Axis {
-            name: "layer".into(),
-            labels: numbered(n_layer),
-        };
-        let pos_axis = Axis {
-            name: "position".into(),
-            labels: tokens.to_vec(),
-        };
-        let head_axis = Axis {
-            name: "head".into(),
-            labels: numbered(n_head),
-        };
-        let joint = |choice: &Choice| match choice {
-            Choice::All => None,
-            Choice::These(v) => Some(v.clone()),
-            Choice::Each => unreachable!("joint choices only"),
-        };
-
-        let components = match component {
-            Component::BlockEvery => vec![Component::ResidPre, Component::AttnOut, Component::MlpOut],
-            Component::Path => {
-                return Err(PatchingError::Target("path patching has its own planner".into()));
-            }
-            c => vec![c],
-        };
-        let mut axes = Vec::new();
-        if component == Component::BlockEvery {
-            axes.push(Axis {
-                name: "component".into(),
-                labels: components.iter().map(|c| c.name().to_string()).collect(),
-            });
-        }
-        axes.push(layer_axis);
-        let per_position = self.positions == Choice::Each;
-        let per_head = component.has_heads() && self.heads == Choice::Each;
-        if per_position {
-            axes.push(pos_axis);
-        }
-        if per_head {
-            axes.push(head_axis);
-        }
-
-        let mut patches = Vec::new();
-        for &c in &components {
-            for layer in 0..n_layer {
-                let position_sets: Vec<Option<Vec<usize>>> = if per_position {
-                    (0..tokens.len()).map(|p| Some(vec![p])).collect()
-                } else {
-                    vec![joint(&self.positions)]
-                };
-                for positions in position_sets {
-                    let head_sets: Vec<Option<Vec<usize>>> = if per_head {
-                        (0..n_head).map(|h| Some(vec![h])).collect()
-                    } else if c.has_heads() {
-                        vec![joint(&self.heads)]
-                    } else {
-                        vec![None]
-                    };
-                    for heads in head_sets {
-                        let edits = layers_of(layer)
-                            .into_iter()
-                            .map(|l| Edit {
-                                hook: c.hook(l),
-                                positions: positions.clone(),
-                                heads: heads.clone(),
-                            })
-                            .collect();
-                        patches.push(Patch { edits });
-                    }
-                }
-            }
-        }
-        Ok(Plan { axes, patches })
     }
 }

@@ -1,11 +1,18 @@
-//! The experiment spec: every choice an experiment makes (model, prompts, corruption, answers,
-//! metric, direction, target, window, seed), versioned. The CLI runs it, and the page's share
-//! links carry it, so that a link reopens exactly the same experiment.
+//! The experiment spec, the input language of Patchbay: every choice an experiment makes
+//! (model, prompts, corruption, answers, metric, direction, target, window, seed, dataset,
+//! detection), versioned. The CLI runs it, and the page's share links carry it, so that a link
+//! reopens exactly the same experiment. Nothing here runs a model: [`crate::prepare`] checks a
+//! spec against one.
+
+pub mod dataset;
+pub mod target;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::DatasetSpec;
-use crate::{MetricKind, PatchingError, Target};
+pub use crate::corruption::gn::GaussianNoise;
+use crate::{MetricKind, PatchingError};
+use dataset::DatasetSpec;
+use target::Target;
 
 /// The spec version this build writes. Older versions it can still read are converted on load.
 pub const SPEC_VERSION: u64 = 1;
@@ -109,32 +116,6 @@ pub enum Corruption {
     Str,
     /// Gaussian noise on the token embeddings (ROME's causal tracing).
     Gn(GaussianNoise),
-}
-
-/// Gaussian noise N(0, ν²) added to the token embeddings (`hook_embed`) at `positions`, with
-/// ν = `scale` × σ, σ the standard deviation of the token embeddings of `sigma_texts` (by
-/// default, of the tokens at `positions` in the experiment's prompts).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GaussianNoise {
-    /// Token positions to noise (counting `<|endoftext|>` when it is prepended).
-    pub positions: Vec<usize>,
-    #[serde(default = "three")]
-    pub scale: f64,
-    /// Noise samples, run as one batch and averaged.
-    #[serde(default = "ten")]
-    pub samples: usize,
-    /// Texts whose token embeddings define σ; `None`: the noised tokens of the prompts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sigma_texts: Option<Vec<String>>,
-}
-
-fn three() -> f64 {
-    3.0
-}
-
-fn ten() -> usize {
-    10
 }
 
 /// The metric and whether it is normalized.

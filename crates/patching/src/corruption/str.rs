@@ -1,16 +1,10 @@
-//! Corruption: how the corrupted run differs from the clean one.
-//!
-//! - STR (symmetric token replacement): a corrupted prompt of the same token length, position by
-//!   position; [`str_pair`] checks it and reports the positions that differ, and [`swap_word`]
-//!   builds one by swapping a word for another of the same token length.
-//! - GN (Gaussian noise, ROME): N(0, ν²) added to the token embeddings at chosen positions,
-//!   ν = scale × σ of the token embeddings over a text set, seeded, several samples at once.
+//! Symmetric token replacement (STR): the corrupted prompt swaps key tokens for similar ones of
+//! the same token length, so that it stays in distribution and has its own answer r'.
+//! [`str_pair`] checks a pair and reports the positions that differ (which are also the
+//! positions Gaussian noise covers by default); [`swap_word`] builds a corrupted prompt by
+//! swapping a word for another of the same token length.
 
-use patchbay_model::burn::prelude::*;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, read_f32};
-use rand::SeedableRng;
-use rand::rngs::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
+use patchbay_model::Gpt2Tokenizer;
 
 use crate::PatchingError;
 
@@ -94,51 +88,4 @@ pub fn swap_word(
         )));
     }
     Ok(swapped)
-}
-
-/// The standard deviation (over every element, unbiased, as `torch.Tensor.std`) of the token
-/// embeddings of `ids`.
-pub async fn embedding_std(model: &Gpt2, ids: &[u32]) -> Result<f64, PatchingError> {
-    if ids.is_empty() {
-        return Err(PatchingError::Target("σ needs at least one token".into()));
-    }
-    let embeds = model.embed_tokens(ids);
-    let values = read_f32(embeds).await?;
-    let n = values.len() as f64;
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    Ok(var.sqrt())
-}
-
-/// Seeded Gaussian noise for GN: `samples` × `positions` × `d_model` values N(0, ν²), drawn in
-/// that order from ChaCha8 seeded with `seed`, so the page and the CLI draw the same noise.
-pub fn gaussian_noise(seed: u64, samples: usize, positions: usize, d_model: usize, nu: f64) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..samples * positions * d_model)
-        .map(|_| {
-            let z: f64 = StandardNormal.sample(&mut rng);
-            (z * nu) as f32
-        })
-        .collect()
-}
-
-/// The noise as the `hook_embed` addend of a whole prompt: `[samples, len, d_model]`, zero
-/// except at `positions`, where the rows of `noise` (`[samples, positions.len(), d_model]`) go.
-pub fn noise_tensor(
-    noise: &[f32],
-    samples: usize,
-    positions: &[usize],
-    len: usize,
-    d_model: usize,
-    device: &Device,
-) -> Tensor<3> {
-    let mut full = vec![0f32; samples * len * d_model];
-    for s in 0..samples {
-        for (k, &p) in positions.iter().enumerate() {
-            let from = (s * positions.len() + k) * d_model;
-            let to = (s * len + p) * d_model;
-            full[to..to + d_model].copy_from_slice(&noise[from..from + d_model]);
-        }
-    }
-    Tensor::from_data(TensorData::new(full, [samples, len, d_model]), device)
 }

@@ -1,0 +1,10 @@
+//! Reading results: the results themselves and how they are shown ([`results`]), statistics of
+//! grids ([`stats`]), which cells stand out ([`detect`]), how the methods' answers differ
+//! ([`sensitivity`]), and the circuits already known to read them against
+//! ([`known_circuits`]).
+
+pub mod detect;
+pub mod known_circuits;
+pub mod results;
+pub mod sensitivity;
+pub mod stats;

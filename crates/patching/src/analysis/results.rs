@@ -1,0 +1,473 @@
+//! An experiment's results: the grids with their axes, the baselines they are measured
+//! against, detections, window and attribution contrasts, and the spec that produced them.
+//! `results.json` is this struct; grids serialize as nested arrays, first axis outermost.
+//!
+//! Also how results are shown, for the page and the CLI alike: the views a result holds, each
+//! with its label and colour limit, the title, and a sentence for each cell.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::analysis::detect::Detection;
+use crate::analysis::stats::unravel;
+use crate::sweep::plan::{Axis, COMPONENT, DEST_POS, HEAD_INDEX, LAYER, POS};
+use crate::tasks::DatasetReport;
+use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind};
+
+/// A dense grid of values, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+impl Grid {
+    pub fn new(shape: Vec<usize>, values: Vec<f64>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "grid shape and values disagree"
+        );
+        Grid { shape, values }
+    }
+
+    fn nested(shape: &[usize], values: &[f64]) -> Value {
+        match shape {
+            [] => Value::from(values[0]),
+            [_] => Value::from(values.to_vec()),
+            [n, rest @ ..] => {
+                let step = values.len() / n;
+                Value::Array(
+                    (0..*n)
+                        .map(|i| Grid::nested(rest, &values[i * step..(i + 1) * step]))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn flatten(
+        value: &Value,
+        shape: &mut Vec<usize>,
+        depth: usize,
+        out: &mut Vec<f64>,
+    ) -> Result<(), String> {
+        match value {
+            Value::Array(items) => {
+                if shape.len() == depth {
+                    shape.push(items.len());
+                } else if shape[depth] != items.len() {
+                    return Err("grid rows have different lengths".into());
+                }
+                items
+                    .iter()
+                    .try_for_each(|item| Grid::flatten(item, shape, depth + 1, out))
+            }
+            Value::Number(n) => {
+                if shape.len() != depth {
+                    return Err("grid nesting is uneven".into());
+                }
+                out.push(n.as_f64().ok_or("not a number")?);
+                Ok(())
+            }
+            // JSON has no NaN: a normalized value with a zero denominator is written as null.
+            Value::Null => {
+                out.push(f64::NAN);
+                Ok(())
+            }
+            _ => Err("grids hold numbers only".into()),
+        }
+    }
+}
+
+impl Serialize for Grid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Grid::nested(&self.shape, &self.values).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Grid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let (mut shape, mut values) = (Vec::new(), Vec::new());
+        Grid::flatten(&value, &mut shape, 0, &mut values).map_err(serde::de::Error::custom)?;
+        Ok(Grid { shape, values })
+    }
+}
+
+/// The clean and corrupted runs of one prompt, as the page shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The metric's raw value.
+    pub metric: f64,
+    pub prob_answer: f64,
+    pub prob_counter: f64,
+    pub logit_diff: f64,
+}
+
+/// What each prompt contributed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptSummary {
+    /// Readable tokens of the clean prompt.
+    pub tokens: Vec<String>,
+    /// Positions where the corrupted prompt differs (STR) or the noise goes (GN).
+    pub corrupted_positions: Vec<usize>,
+    pub answer: u32,
+    pub counter_answer: Option<u32>,
+    pub clean: RunSummary,
+    pub corrupted: RunSummary,
+}
+
+/// A window's joint effect next to the sum of its single layers'.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowContrast {
+    pub size: usize,
+    /// The same target patched one layer at a time.
+    pub single_layer: Grid,
+    /// For each layer, the sum of the single-layer effects over its window.
+    pub summed_single_layer: Grid,
+    /// Largest |window effect| over largest |summed single-layer effect|.
+    pub peak_ratio: Option<f64>,
+}
+
+/// Attribution patching beside exact patching.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributionContrast {
+    pub grid: Grid,
+    /// Spearman's rank correlation with the exact grid.
+    pub spearman: Option<f64>,
+}
+
+/// Gaussian-noise settings as run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseSummary {
+    pub sigma: f64,
+    pub nu: f64,
+    pub samples: usize,
+}
+
+/// Everything an experiment produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// The spec as given (a generated dataset stays a generator).
+    pub spec: ExperimentSpec,
+    /// What generating the dataset did, when the spec names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetReport>,
+    pub metric: MetricKind,
+    pub normalized: bool,
+    pub direction: Direction,
+    pub axes: Vec<Axis>,
+    /// The effect of each patch (normalized if asked), averaged over prompts.
+    pub grid: Grid,
+    /// The metric's raw value in each patched run, averaged over prompts.
+    pub raw_grid: Grid,
+    /// Per-cell standard deviation over prompts (datasets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sd_grid: Option<Grid>,
+    /// Each prompt's grid (datasets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt_grids: Vec<Grid>,
+    /// Mean raw metric of the clean runs.
+    pub clean_metric: f64,
+    /// Mean raw metric of the corrupted runs.
+    pub corrupted_metric: f64,
+    pub prompts: Vec<PromptSummary>,
+    /// Cells the spec's detection rule flags, strongest first.
+    pub detected: Vec<Detection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowContrast>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<AttributionContrast>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<NoiseSummary>,
+}
+
+impl Results {
+    /// A title naming every setting, for heatmaps.
+    pub fn title(&self) -> String {
+        let spec = &self.spec;
+        let corruption = match &spec.corruption {
+            Corruption::Str => "STR".to_string(),
+            Corruption::Gn(gn) => format!("GN {}σ ×{} seed {}", gn.scale, gn.samples, spec.seed),
+        };
+        let window = spec
+            .window
+            .map(|w| format!(", window {}", w.size))
+            .unwrap_or_default();
+        let prompts = if self.prompts.len() > 1 {
+            format!(", {} prompts", self.prompts.len())
+        } else {
+            String::new()
+        };
+        let direction = match self.direction {
+            Direction::Denoising => "denoising",
+            Direction::Noising => "noising",
+        };
+        format!(
+            "{} · {} · {}{} · {direction}{window}{prompts}",
+            spec.target.component.describe(),
+            corruption,
+            if self.normalized { "normalized " } else { "" },
+            self.metric.label(),
+        )
+    }
+
+    /// One grid as CSV: a column per axis index, then the value.
+    pub fn csv(&self, grid: &Grid) -> String {
+        let mut out = self
+            .axes
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push_str(",label,value\n");
+        for (cell, value) in grid.values.iter().enumerate() {
+            let index = unravel(cell, &grid.shape);
+            let label = index
+                .iter()
+                .zip(&self.axes)
+                .map(|(&i, axis)| axis.labels[i].replace('"', "\"\""))
+                .collect::<Vec<_>>()
+                .join(" / ");
+            let index: Vec<String> = index.iter().map(usize::to_string).collect();
+            out.push_str(&format!("{},\"{label}\",{value}\n", index.join(",")));
+        }
+        out
+    }
+}
+
+/// The colour scale's half-width for `values`: the largest absolute finite value, 1 for an
+/// all-zero grid.
+pub fn symmetric_limit(values: &[f64]) -> f64 {
+    let max = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    if max > 0.0 { max } else { 1.0 }
+}
+
+/// One grid of the results as it is shown.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct View<'a> {
+    /// `grid`, `raw_grid`, `window_single_layer`, `window_summed_single_layer`, `attribution`
+    /// or `sd_grid`: the file stem of its CSV and SVG.
+    pub key: &'static str,
+    /// What the view shows, for a menu.
+    pub label: String,
+    /// The heatmap's title.
+    pub title: String,
+    /// What a value is, for the colour bar.
+    pub value_label: String,
+    pub grid: &'a Grid,
+    /// The colour scale's half-width. Effects share one scale, so that their views compare by
+    /// eye; raw values and spreads each have their own.
+    pub limit: f64,
+}
+
+impl Results {
+    /// Every grid these results hold, in the order a reader wants them.
+    pub fn views(&self) -> Vec<View<'_>> {
+        let title = self.title();
+        let effect = format!("{}effect", if self.normalized { "normalized " } else { "" });
+        let metric = self.metric.label();
+        let mut views: Vec<(&'static str, String, String, String, &Grid)> = vec![(
+            "grid",
+            if self.normalized {
+                "Effect (normalized)"
+            } else {
+                "Effect"
+            }
+            .to_string(),
+            title.clone(),
+            effect.clone(),
+            &self.grid,
+        )];
+        views.push((
+            "raw_grid",
+            format!("Raw {metric}"),
+            format!("{title} (raw {})", self.metric.name()),
+            self.metric.name().to_string(),
+            &self.raw_grid,
+        ));
+        if let Some(w) = &self.window {
+            views.push((
+                "window_single_layer",
+                "Single layers (no window)".into(),
+                format!("{title} (single layers)"),
+                effect.clone(),
+                &w.single_layer,
+            ));
+            views.push((
+                "window_summed_single_layer",
+                "Summed single layers over each window".into(),
+                format!("{title} (summed single layers)"),
+                effect.clone(),
+                &w.summed_single_layer,
+            ));
+        }
+        if let Some(a) = &self.attribution {
+            views.push((
+                "attribution",
+                "Attribution patching".into(),
+                format!("{title} (attribution patching)"),
+                effect.clone(),
+                &a.grid,
+            ));
+        }
+        if let Some(sd) = &self.sd_grid {
+            views.push((
+                "sd_grid",
+                "Spread over prompts (sd)".into(),
+                format!("{title} (sd over prompts)"),
+                "sd".into(),
+                sd,
+            ));
+        }
+        let own_scale = |key: &str| key == "raw_grid" || key == "sd_grid";
+        let shared = views
+            .iter()
+            .filter(|v| !own_scale(v.0))
+            .map(|v| symmetric_limit(&v.4.values))
+            .fold(0.0f64, f64::max);
+        views
+            .into_iter()
+            .map(|(key, label, title, value_label, grid)| View {
+                key,
+                label,
+                title,
+                value_label,
+                limit: if own_scale(key) {
+                    symmetric_limit(&grid.values)
+                } else {
+                    shared
+                },
+                grid,
+            })
+            .collect()
+    }
+
+    /// The view with this key, if these results have it.
+    pub fn view(&self, key: &str) -> Option<View<'_>> {
+        self.views().into_iter().find(|v| v.key == key)
+    }
+
+    /// What cell `cell` (a flat index into the grid) patches: "the output of head 9.6 at
+    /// position \"␣John\"".
+    pub fn describe_cell(&self, cell: usize) -> String {
+        let shape: Vec<usize> = self.axes.iter().map(|a| a.labels.len()).collect();
+        let index = unravel(cell, &shape);
+        let at = |name: &str| {
+            self.axes
+                .iter()
+                .position(|a| a.name == name)
+                .map(|a| self.axes[a].labels[index[a]].as_str())
+        };
+        let spec = &self.spec;
+        let component = at(COMPONENT)
+            .and_then(|name| Component::ALL.into_iter().find(|c| c.name() == name))
+            .unwrap_or(spec.target.component);
+        let layer = at(LAYER).unwrap_or("?");
+        let mut out = match at(HEAD_INDEX) {
+            Some(head) => format!("{} {layer}.{head}", component.cell_text()),
+            None => format!("{} {layer}", component.cell_text()),
+        };
+        match at(POS).or(at(DEST_POS)) {
+            Some(pos) => out.push_str(&format!(" at position \"{pos}\"")),
+            None if spec.target.positions == Choice::All => out.push_str(" at every position"),
+            None => {}
+        }
+        if let Some(w) = spec.window {
+            out.push_str(&format!(" (with its {}-layer window)", w.size));
+        }
+        out
+    }
+
+    /// One sentence saying what `value` in view `key` at cell `cell` means.
+    pub fn meaning(&self, key: &str, cell: usize, value: f64) -> String {
+        let patch = self.describe_cell(cell);
+        if !value.is_finite() {
+            return format!("{patch}: no value.");
+        }
+        let metric = self.metric.label();
+        let pct = |v: f64| format!("{:.0}%", 100.0 * v.abs());
+        let signed = |v: f64| format!("{}{}", if v >= 0.0 { "+" } else { "" }, precision(v, 3));
+        match key {
+            "raw_grid" => return format!("With {patch} patched, the {metric} is {}.", precision(value, 4)),
+            "sd_grid" => {
+                return format!(
+                    "Across prompts, patching {patch} varies with standard deviation {}.",
+                    precision(value, 3)
+                );
+            }
+            _ => {}
+        }
+        let prefix = if key == "attribution" {
+            "Attribution patching estimates that patching"
+        } else {
+            "Patching"
+        };
+        let denoising = self.direction == Direction::Denoising;
+        let from = if denoising {
+            "the clean run into the corrupted run"
+        } else {
+            "the corrupted run into the clean run"
+        };
+        if !self.normalized {
+            return format!(
+                "{prefix} {patch} from {from} changes the {metric} by {}.",
+                signed(value)
+            );
+        }
+        match (denoising, value >= 0.0, value <= 0.0) {
+            (true, true, _) => format!(
+                "{prefix} {patch} from {from} restores {} of the clean run's {metric}.",
+                pct(value)
+            ),
+            (true, false, _) => format!(
+                "{prefix} {patch} from {from} moves the {metric} {} further from the clean run: a harmful component.",
+                pct(value)
+            ),
+            (false, _, true) => format!(
+                "{prefix} {patch} from {from} removes {} of its {metric}.",
+                pct(value)
+            ),
+            (false, _, false) => format!(
+                "{prefix} {patch} from {from} pushes the {metric} {} beyond the clean run.",
+                pct(value)
+            ),
+        }
+    }
+}
+
+/// `v` with `digits` significant digits, as JavaScript's `toPrecision` writes it.
+fn precision(v: f64, digits: usize) -> String {
+    if v == 0.0 {
+        return format!("{:.*}", digits - 1, 0.0);
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    if magnitude < -6 || magnitude >= digits as i32 {
+        format!("{:.*e}", digits - 1, v)
+    } else {
+        format!("{:.*}", (digits as i32 - 1 - magnitude).max(0) as usize, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_colour_limit_ignores_non_finite_values() {
+        assert_eq!(symmetric_limit(&[0.1, -0.4, f64::NAN]), 0.4);
+        assert_eq!(symmetric_limit(&[0.0, f64::NAN]), 1.0);
+    }
+
+    #[test]
+    fn precision_writes_as_javascript_does() {
+        assert_eq!(precision(0.123456, 3), "0.123");
+        assert_eq!(precision(-1.5, 3), "-1.50");
+        assert_eq!(precision(1234.5, 3), "1.23e3");
+        assert_eq!(precision(0.0, 3), "0.00");
+    }
+}
