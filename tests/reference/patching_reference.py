@@ -128,8 +128,11 @@ class Setting:
         corrupt_m = to_m(kind, corrupt_raw).reshape(-1, n).mean(0)  # mean over noise samples
         return clean_raw, corrupt_raw, to_m(kind, clean_raw), corrupt_m
 
-    def metric(self, kind, mode, direction):
-        """The function of patched logits that TransformerLens sweeps call."""
+    def metric(self, kind, mode, direction, normalize="ratio_of_means"):
+        """The function of patched logits that TransformerLens sweeps call. Normalized over a
+        batch of prompts, it is the ratio of means of the TransformerLens demos and of Wang et
+        al. (the batch-mean effect over the batch-mean M_clean - M_corrupted), or with
+        `normalize="per_prompt"` the mean of each prompt's own normalized effect."""
         _, _, clean_m, corrupt_m = self.baselines(kind)
         base = corrupt_m if direction == "denoising" else clean_m
         denom = clean_m - corrupt_m
@@ -141,9 +144,16 @@ class Setting:
                 return raw.mean()
             reps = last.shape[0] // self.r.shape[0]
             m = to_m(kind, raw)
-            return ((m - base.repeat(reps)) / denom.repeat(reps)).mean()
+            if normalize == "per_prompt":
+                return ((m - base.repeat(reps)) / denom.repeat(reps)).mean()
+            return (m.mean() - base.mean()) / denom.mean()
 
         return metric
+
+    def spans(self, kind):
+        """Each prompt's M_clean - M_corrupted."""
+        _, _, clean_m, corrupt_m = self.baselines(kind)
+        return clean_m - corrupt_m
 
     def sweep_inputs(self, direction):
         if direction == "denoising":
@@ -151,11 +161,12 @@ class Setting:
         return self.clean_tokens, self.corrupt_cache
 
 
-def tl_grid(setting, component, positions, kind, mode, direction):
+def tl_grid(setting, component, positions, kind, mode, direction, normalize="ratio_of_means"):
     tokens, cache = setting.sweep_inputs(direction)
     if setting.noise is not None:
         setting.add_noise()
-    grid = TL_SWEEPS[(component, positions)](setting.tl, tokens, cache, setting.metric(kind, mode, direction))
+    metric = setting.metric(kind, mode, direction, normalize)
+    grid = TL_SWEEPS[(component, positions)](setting.tl, tokens, cache, metric)
     setting.tl.reset_hooks(including_permanent=True)
     return grid
 
@@ -287,6 +298,19 @@ def pick_answers(tl, tok, clean_ids, corrupt_ids=None, noise=None, positions=Non
     return tok.decode([best[0]]), tok.decode([best[1]])
 
 
+def answers_with_span(tl, tok, clean_ids, corrupt_ids, span):
+    """Answers r, r' among the runs' top tokens whose logit-difference span LD_clean - LD_corrupted
+    is closest to `span`: prompts whose denominators differ by a chosen factor or in sign."""
+    with torch.no_grad():
+        clean = tl(torch.tensor([clean_ids]))[0, -1]
+        corrupt = tl(torch.tensor([corrupt_ids]))[0, -1]
+    single = lambda i: tok(tok.decode([i]))["input_ids"] == [i]
+    top = lambda logits: [i for i in torch.topk(logits, 60).indices.tolist() if single(i)][:25]
+    d = lambda a: ((clean[a[0]] - clean[a[1]]) - (corrupt[a[0]] - corrupt[a[1]])).item()
+    best = min(((r, rp) for r in top(clean) for rp in top(corrupt) if r != rp), key=lambda a: abs(d(a) - span))
+    return tok.decode([best[0]]), tok.decode([best[1]]), d(best)
+
+
 def spec(prompts, target, metric_kind="logit_diff", normalized=True, direction="denoising",
          corruption=None, window=None, seed=0, model=None):
     return {
@@ -381,7 +405,8 @@ def build(tl, tok, out_tensors, n_layer):
         }
         add(f"window3.mlp_out.{kind}", spec(prompts, target, kind, window={"size": 3}), grids, **baselines(ioi, kind))
 
-    # A 4-prompt dataset: per-prompt grids, and the mean grid from one batched TransformerLens run.
+    # A 4-prompt dataset: per-prompt grids, and the mean of each prompt's normalized grid (the
+    # `per_prompt` rule) from one batched TransformerLens run.
     dataset = []
     for io, s in DATASET:
         clean, corrupt = TEMPLATE.format(io=io, s=s, s2=s), TEMPLATE.format(io=io, s=s, s2=io)
@@ -397,10 +422,52 @@ def build(tl, tok, out_tensors, n_layer):
                           torch.tensor([enc(p["corrupted"])]))
             per_prompt.append(tl_grid(one, component, pos_mode, "logit_diff", "normalized", "denoising"))
         grids = {
-            "normalized": tl_grid(batched, component, pos_mode, "logit_diff", "normalized", "denoising"),
+            "normalized": tl_grid(batched, component, pos_mode, "logit_diff", "normalized", "denoising",
+                                  "per_prompt"),
             "per_prompt": torch.stack(per_prompt),
         }
-        add(f"dataset4.{component}.{pos_mode}", spec(dataset, target), grids)
+        case_spec = spec(dataset, target)
+        case_spec["metric"]["normalize"] = "per_prompt"
+        add(f"dataset4.{component}.{pos_mode}", case_spec, grids)
+
+    # The ratio of means, the default: the batch-mean effect over the batch-mean denominator, as
+    # the TransformerLens demos compute it, on the same prompts, on prompts whose denominators
+    # differ tenfold, and on prompts whose denominators have mixed signs. Per-prompt values are
+    # each prompt's effect over the shared denominator (they average to the grid).
+    def rom_cases(name, prompts):
+        batch = Setting(tl, torch.tensor([enc(p["clean"]) for p in prompts]), [ids(p["answer"]) for p in prompts],
+                        [ids(p["counter_answer"]) for p in prompts], torch.tensor([enc(p["corrupted"]) for p in prompts]))
+        spans = batch.spans("logit_diff")
+        for component, pos_mode in [("resid_pre", "each"), ("z", "all")]:
+            target = {"component": component, "positions": pos_mode}
+            per_prompt = []
+            for i, p in enumerate(prompts):
+                one = Setting(tl, torch.tensor([enc(p["clean"])]), [ids(p["answer"])], [ids(p["counter_answer"])],
+                              torch.tensor([enc(p["corrupted"])]))
+                _, _, _, corrupt_m = one.baselines("logit_diff")
+                raw = tl_grid(one, component, pos_mode, "logit_diff", "raw", "denoising")
+                per_prompt.append((raw - corrupt_m[0]) / spans.mean())
+            grids = {
+                "normalized": tl_grid(batch, component, pos_mode, "logit_diff", "normalized", "denoising"),
+                "raw": tl_grid(batch, component, pos_mode, "logit_diff", "raw", "denoising"),
+                "per_prompt": torch.stack(per_prompt),
+            }
+            add(f"{name}.{component}.{pos_mode}", spec(prompts, target), grids, spans=spans.tolist(),
+                **baselines(batch, "logit_diff"))
+
+    rom_cases("dataset4rom", dataset)
+    for name, targets in [("spans10x", [0.9, 0.12, 1.5, 0.8]), ("mixedsigns", [0.9, -1.1, 1.8, 0.9])]:
+        chosen, spans = [], []
+        for (io, s), span in zip(DATASET, targets):
+            clean, corrupt = TEMPLATE.format(io=io, s=s, s2=s), TEMPLATE.format(io=io, s=s, s2=io)
+            r, rp, d = answers_with_span(tl, tok, enc(clean), enc(corrupt), span)
+            chosen.append(pair(clean, corrupt, r, rp))
+            spans.append(d)
+        if name == "spans10x":
+            assert max(spans) >= 10 * min(spans) > 0, spans
+        else:
+            assert min(spans) < 0 < max(spans) and sum(spans) > 0, spans
+        rom_cases(name, chosen)
 
     # Path patching from every sender head, to the logits and to the last layer's queries.
     receivers = {"heads": [[n_layer - 1, 0], [n_layer - 1, 1]], "input": "q"}

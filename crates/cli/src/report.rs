@@ -130,6 +130,7 @@ pub fn circuit_spec(
         metric: MetricSpec {
             kind: MetricKind::LogitDiff,
             normalized: true,
+            normalize: Default::default(),
         },
         direction: Direction::Denoising,
         target: serde_json::from_str::<Target>(target).map_err(err)?,
@@ -289,6 +290,7 @@ fn contrasts(
         s.metric = MetricSpec {
             kind: MetricKind::Prob,
             normalized: false,
+            normalize: Default::default(),
         };
         s
     })?;

@@ -48,10 +48,6 @@ pub enum PatchingError {
     Corruption(String),
     #[error("the experiment has no prompts")]
     NoPrompts,
-    #[error(
-        "dataset prompts must all have the same number of tokens to share one grid; prompt 0 has {first} and prompt {prompt} has {len}"
-    )]
-    RaggedDataset { first: usize, prompt: usize, len: usize },
     #[error("the run was cancelled")]
     Cancelled,
 }
@@ -71,7 +67,7 @@ impl PatchingError {
             PatchingError::WindowTooWide { .. } => "window",
             PatchingError::Target(_) => "target",
             PatchingError::Corruption(_) => "corruption",
-            PatchingError::NoPrompts | PatchingError::RaggedDataset { .. } => "prompt",
+            PatchingError::NoPrompts => "prompt",
             PatchingError::Spec(_) | PatchingError::Version { .. } => "spec",
             PatchingError::Model(e) => match e {
                 ModelError::EmptyPrompt | ModelError::ContextOverflow { .. } | ModelError::Tokenizer(_) => {

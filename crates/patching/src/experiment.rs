@@ -6,11 +6,11 @@ use std::future::Future;
 
 use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint};
 
+use crate::analysis::aggregate::{self, aggregate, small_denominators};
 use crate::analysis::detect::{Detection, detect_with};
 use crate::analysis::results::{
     AttributionContrast, Grid, NoiseSummary, PromptSummary, Results, RunSummary, WindowContrast,
 };
-use crate::analysis::stats::mean_sd;
 use crate::metric::{MetricKind, Reading};
 use crate::prepare::{Prepared, prepare};
 use crate::runs::PromptRuns;
@@ -156,66 +156,104 @@ pub async fn run_prepared(
     let config = &model.config;
     let (n_layer, n_head) = (config.n_layer, config.n_head);
     let kind = spec.metric.kind;
-
-    // What to sweep.
+    let (normalized, rule) = (spec.metric.normalized, spec.metric.normalize);
+    let window_size = spec.window.map(|w| w.size);
     let receivers = spec.target.receivers.clone();
-    let plan = Plan::new(
-        &spec.target,
-        n_layer,
-        n_head,
-        &prepared.labels,
-        spec.window.map(|w| w.size),
-    )?;
-    let single = match spec.window {
-        Some(_) => Some(Plan::new(&spec.target, n_layer, n_head, &prepared.labels, None)?),
+    let prompts = &prepared.prompts;
+    let n_roles = prepared.labels.len();
+
+    // The grid over the first prompt's positions (or over the roles, when prompts of different
+    // lengths are aligned by role), and each batch's own plan over its prompts' positions.
+    let plan_of =
+        |labels: &[String], window: Option<usize>| Plan::new(&spec.target, n_layer, n_head, labels, window);
+    let grid_plan = plan_of(&prepared.labels, window_size)?;
+    let axes = if prepared.by_role {
+        grid_plan.role_axes(&prepared.labels)
+    } else {
+        grid_plan.axes.clone()
+    };
+    let shape: Vec<usize> = axes.iter().map(|a| a.labels.len()).collect();
+    let cells: usize = shape.iter().product();
+    let single_shape = match window_size {
+        Some(_) => Some(plan_of(&prepared.labels, None)?.shape()),
         None => None,
     };
     let mut hooks: Vec<HookPoint> = (0..n_layer)
         .flat_map(|l| [HookPoint::ResidPre(l), HookPoint::K(l), HookPoint::V(l)])
         .collect();
-    hooks.extend(plan.patches.iter().flat_map(|p| p.edits.iter().map(|e| e.hook)));
+    hooks.extend(
+        grid_plan
+            .patches
+            .iter()
+            .flat_map(|p| p.edits.iter().map(|e| e.hook)),
+    );
     if let Some(r) = &receivers {
         hooks.extend(path::hooks(n_layer, r));
     }
     hooks.sort();
     hooks.dedup();
 
-    // Prompts run together, as many as leave room for several variants in each batched pass.
+    // Prompts of one length run together, as many as leave room for several variants in each
+    // batched pass.
     let samples = prepared.noise.as_ref().map_or(1, |n| n.samples);
-    let prompts = &prepared.prompts;
-    let chunk = (options.budget.max_batch / (4 * samples)).clamp(1, prompts.len());
-    let chunks = prompts.len().div_ceil(chunk);
-    let cells = plan.axes.iter().map(|a| a.labels.len()).product::<usize>();
-    let per_chunk = cells + single.as_ref().map_or(0, |s| s.patches.len()) + usize::from(spec.attribution);
-    let total = per_chunk * chunks;
+    let chunk = (options.budget.max_batch / (4 * samples)).max(1);
+    let batches: Vec<Vec<usize>> = prepared
+        .groups()
+        .into_iter()
+        .flat_map(|group| group.chunks(chunk).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect();
+    let per_batch =
+        cells + single_shape.as_ref().map_or(0, |s| s.iter().product()) + usize::from(spec.attribution);
+    let total = per_batch * batches.len();
     let mut done = 0;
+    let mut finished = 0;
 
-    // Per prompt: effects, raw values, single-layer effects; attribution per chunk, weighted.
-    let mut effects: Vec<Vec<f64>> = Vec::new();
-    let mut raws: Vec<Vec<f64>> = Vec::new();
-    let mut singles: Vec<Vec<f64>> = Vec::new();
-    let mut attribution_sum: Option<Vec<f64>> = None;
-    let mut summaries = Vec::new();
-    for (c, group) in prompts.chunks(chunk).enumerate() {
-        let first = c * chunk;
-        let stage = if prompts.len() == 1 {
+    // Per prompt, in the grid's cells: effects (un-normalized), denominators, raw values,
+    // single-layer effects, attributed effects.
+    let n = prompts.len();
+    let mut effects: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut spans: Vec<f64> = vec![0.0; n];
+    let mut raws: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut singles: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut attributed: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut summaries: Vec<Option<PromptSummary>> = vec![None; n];
+    for batch in &batches {
+        let stage = if n == 1 {
             "patching".to_string()
         } else {
-            format!(
-                "prompts {}–{} of {}",
-                first + 1,
-                first + group.len(),
-                prompts.len()
-            )
+            finished += batch.len();
+            format!("prompts {}–{finished} of {n}", finished - batch.len() + 1)
         };
-        let inputs = (first..first + group.len())
-            .map(|index| prepared.input(model, index, options.noise.as_deref()))
+        let tokens = prepared.tokens(tokenizer, batch[0]);
+        let plan = plan_of(&tokens, window_size)?;
+        let single = match window_size {
+            Some(_) => Some(plan_of(&tokens, None)?),
+            None => None,
+        };
+        let inputs = batch
+            .iter()
+            .map(|&index| prepared.input(model, index, options.noise.as_deref()))
             .collect();
         let runs = PromptRuns::new(model, inputs, &hooks).await?;
         let baselines = &runs.baselines;
-        // One value per prompt of the group and per patch, from each patch's readings.
+        // A prompt's values over its own positions, placed in the grid's cells (NaN where the
+        // grid has a role the prompt lacks).
+        let place = |plan: &Plan, k: usize, values: Vec<f64>, cells: usize| -> Vec<f64> {
+            if !prepared.by_role {
+                return values;
+            }
+            let mut out = vec![f64::NAN; cells];
+            for (v, c) in values
+                .into_iter()
+                .zip(plan.role_cells(&prompts[batch[k]].role_of, n_roles))
+            {
+                out[c] = v;
+            }
+            out
+        };
+        // One value per prompt of the batch and per patch, from each patch's readings.
         let per_prompt = |readings: &[Vec<Reading>], f: &dyn Fn(usize, &[Reading]) -> f64| -> Vec<Vec<f64>> {
-            (0..group.len())
+            (0..batch.len())
                 .map(|k| {
                     readings
                         .iter()
@@ -224,9 +262,7 @@ pub async fn run_prepared(
                 })
                 .collect()
         };
-        let effect = |k: usize, rows: &[Reading]| {
-            baselines.effect(kind, spec.direction, spec.metric.normalized, k, rows)
-        };
+        let effect = |k: usize, rows: &[Reading]| baselines.effect(kind, spec.direction, false, k, rows);
         let raw =
             |_: usize, rows: &[Reading]| rows.iter().map(|r| kind.raw(r)).sum::<f64>() / rows.len() as f64;
 
@@ -251,68 +287,95 @@ pub async fn run_prepared(
             )
             .await?
         };
-        effects.extend(per_prompt(&readings, &effect));
-        raws.extend(per_prompt(&readings, &raw));
-        if let Some(single) = &single {
-            let readings = sweep(
-                model, &runs, spec, single, options, observer, &mut done, total, &stage,
-            )
-            .await?;
-            singles.extend(per_prompt(&readings, &effect));
-        }
-        if spec.attribution {
-            let chunk_mean = attribute(model, &runs, spec, &plan).await?;
-            let sum = attribution_sum.get_or_insert_with(|| vec![0.0; chunk_mean.len()]);
-            for (s, v) in sum.iter_mut().zip(&chunk_mean) {
-                *s += v * group.len() as f64;
+        let batch_effects = per_prompt(&readings, &effect);
+        let batch_raws = per_prompt(&readings, &raw);
+        let batch_singles = match &single {
+            Some(single) => {
+                let readings = sweep(
+                    model, &runs, spec, single, options, observer, &mut done, total, &stage,
+                )
+                .await?;
+                per_prompt(&readings, &effect)
             }
+            None => Vec::new(),
+        };
+        let batch_attributed = if spec.attribution {
+            let values = attribute(model, &runs, spec, &plan).await?;
             done += 1;
-        }
-        for (k, prompt) in group.iter().enumerate() {
+            values
+        } else {
+            Vec::new()
+        };
+        for (k, &index) in batch.iter().enumerate() {
+            effects[index] = place(&plan, k, batch_effects[k].clone(), cells);
+            raws[index] = place(&plan, k, batch_raws[k].clone(), cells);
+            if let (Some(single), Some(single_shape)) = (&single, &single_shape) {
+                singles[index] = place(single, k, batch_singles[k].clone(), single_shape.iter().product());
+            }
+            if let Some(values) = batch_attributed.get(k) {
+                attributed[index] = place(&plan, k, values.clone(), cells);
+            }
+            spans[index] = baselines.span(kind, k);
             let rows = baselines.rows_of(k);
-            summaries.push(PromptSummary {
-                tokens: prompt.clean.iter().map(|&id| tokenizer.display(id)).collect(),
+            let prompt = &prompts[index];
+            summaries[index] = Some(PromptSummary {
+                tokens: prepared.tokens(tokenizer, index),
                 corrupted_positions: prompt.corrupted_positions.clone(),
                 answer: prompt.answers.answer,
                 counter_answer: prompt.answers.counter,
                 clean: summary(kind, &baselines.clean[rows.clone()]),
                 corrupted: summary(kind, &baselines.corrupted[rows]),
+                denominator: baselines.span(kind, k),
             });
         }
-        // Results stream in: the mean so far, after each group of prompts.
+        // Results stream in: the grid so far, after each batch of prompts.
+        let ran: Vec<usize> = (0..n).filter(|&i| summaries[i].is_some()).collect();
+        let so_far: Vec<Vec<f64>> = ran.iter().map(|&i| effects[i].clone()).collect();
+        let so_far_spans: Vec<f64> = ran.iter().map(|&i| spans[i]).collect();
         let progress = Progress {
             done,
             total,
             stage,
-            partial: Some((mean_sd(&effects).0, plan.axes.clone())),
+            partial: Some((
+                aggregate(&so_far, &so_far_spans, normalized, rule).grid,
+                axes.clone(),
+            )),
         };
         if !observer.progress(&progress).await {
             return Err(PatchingError::Cancelled);
         }
     }
 
-    let shape = plan.shape();
-    let (mean, sd) = mean_sd(&effects);
-    let (raw_mean, _) = mean_sd(&raws);
+    let summaries: Vec<PromptSummary> = summaries
+        .into_iter()
+        .map(|s| s.expect("every prompt ran"))
+        .collect();
+    let dataset = aggregate(&effects, &spans, normalized, rule);
+    let mean = dataset.grid;
+    let raw_mean = aggregate(&raws, &spans, false, rule).grid;
     let detected: Vec<Detection> = detect_with(spec.detect, &mean, &shape);
-    let many = prompts.len() > 1;
-    let window = match (spec.window, single) {
-        (Some(w), Some(single)) => {
-            let (single_mean, _) = mean_sd(&singles);
+    let many = n > 1;
+    let window = match (spec.window, single_shape) {
+        (Some(w), Some(single_shape)) => {
+            let single_mean = aggregate(&singles, &spans, normalized, rule).grid;
             let summed = window::summed_single_layer(&single_mean, n_layer, w.size);
-            let peak = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let peak = |v: &[f64]| {
+                v.iter()
+                    .filter(|x| x.is_finite())
+                    .fold(0.0f64, |m, x| m.max(x.abs()))
+            };
             let denominator = peak(&summed);
             Some(WindowContrast {
                 size: w.size,
-                single_layer: Grid::new(single.shape(), single_mean),
-                summed_single_layer: Grid::new(single.shape(), summed),
+                single_layer: Grid::new(single_shape.clone(), single_mean),
+                summed_single_layer: Grid::new(single_shape, summed),
                 peak_ratio: (denominator > 0.0).then(|| peak(&mean) / denominator),
             })
         }
         _ => None,
     };
-    let attribution = attribution_sum.map(|sum| {
-        let grid: Vec<f64> = sum.iter().map(|s| s / prompts.len() as f64).collect();
+    let attribution = spec.attribution.then(|| {
+        let grid = aggregate(&attributed, &spans, normalized, rule).grid;
         AttributionContrast {
             spearman: crate::analysis::stats::spearman(&grid, &mean),
             grid: Grid::new(shape.clone(), grid),
@@ -322,19 +385,29 @@ pub async fn run_prepared(
         spec: original.clone(),
         dataset: prepared.dataset.clone(),
         metric: kind,
-        normalized: spec.metric.normalized,
+        normalized,
         direction: spec.direction,
-        axes: plan.axes.clone(),
+        axes,
         grid: Grid::new(shape.clone(), mean),
         raw_grid: Grid::new(shape.clone(), raw_mean),
-        sd_grid: many.then(|| Grid::new(shape.clone(), sd)),
+        sd_grid: many.then(|| Grid::new(shape.clone(), dataset.sd)),
         prompt_grids: if many {
-            effects.into_iter().map(|g| Grid::new(shape.clone(), g)).collect()
+            dataset
+                .per_prompt
+                .into_iter()
+                .map(|g| Grid::new(shape.clone(), g))
+                .collect()
         } else {
             Vec::new()
         },
-        clean_metric: summaries.iter().map(|s| s.clean.metric).sum::<f64>() / summaries.len() as f64,
-        corrupted_metric: summaries.iter().map(|s| s.corrupted.metric).sum::<f64>() / summaries.len() as f64,
+        denominator: aggregate::mean(&spans),
+        small_denominators: if many {
+            small_denominators(&spans)
+        } else {
+            Vec::new()
+        },
+        clean_metric: summaries.iter().map(|s| s.clean.metric).sum::<f64>() / n as f64,
+        corrupted_metric: summaries.iter().map(|s| s.corrupted.metric).sum::<f64>() / n as f64,
         prompts: summaries,
         detected,
         window,
@@ -384,27 +457,20 @@ async fn sweep(
     sweep.into_readings()
 }
 
+/// The attributed effect of each patch on each prompt of a batch, `[prompt][patch]`.
 #[cfg(feature = "autodiff")]
 async fn attribute(
     model: &Gpt2,
     runs: &PromptRuns,
     spec: &ExperimentSpec,
     plan: &Plan,
-) -> Result<Vec<f64>, PatchingError> {
+) -> Result<Vec<Vec<f64>>, PatchingError> {
     if spec.target.component == crate::Component::Path {
         return Err(PatchingError::Target(
             "attribution patching is not defined for path patching".into(),
         ));
     }
-    crate::sweep::attribution::attribution(
-        model,
-        runs,
-        spec.direction,
-        spec.metric.kind,
-        spec.metric.normalized,
-        &plan.patches,
-    )
-    .await
+    crate::sweep::attribution::attribution(model, runs, spec.direction, spec.metric.kind, &plan.patches).await
 }
 
 #[cfg(not(feature = "autodiff"))]
@@ -413,7 +479,7 @@ async fn attribute(
     _: &PromptRuns,
     _: &ExperimentSpec,
     _: &Plan,
-) -> Result<Vec<f64>, PatchingError> {
+) -> Result<Vec<Vec<f64>>, PatchingError> {
     Err(PatchingError::Target(
         "this build has no autodiff, which attribution patching needs".into(),
     ))

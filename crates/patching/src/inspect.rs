@@ -1,5 +1,6 @@
 //! Looking inside one patch: a head's attention pattern in the clean run, the corrupted run and
-//! the patched run of one cell of a grid (on the first prompt; noise samples averaged).
+//! the patched run of one cell of a grid (on the first prompt that has the cell; noise samples
+//! averaged).
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt, read_f32};
@@ -53,20 +54,33 @@ pub async fn head_patterns(
     }
     let prepared = prepare(model, tokenizer, spec).await?;
     let spec = &prepared.spec;
-    let plan = Plan::new(
-        &spec.target,
-        config.n_layer,
-        config.n_head,
-        &prepared.labels,
-        spec.window.map(|w| w.size),
-    )?;
-    let patch = plan
-        .patches
-        .get(cell)
+    // The first prompt that has the cell, and the cell among its own positions.
+    let n_roles = prepared.labels.len();
+    let (index, tokens, plan, local) = (0..prepared.prompts.len())
+        .find_map(|i| {
+            let tokens = prepared.tokens(tokenizer, i);
+            let plan = Plan::new(
+                &spec.target,
+                config.n_layer,
+                config.n_head,
+                &tokens,
+                spec.window.map(|w| w.size),
+            )
+            .ok()?;
+            let local = if prepared.by_role {
+                plan.role_cells(&prepared.prompts[i].role_of, n_roles)
+                    .iter()
+                    .position(|&c| c == cell)?
+            } else {
+                cell
+            };
+            (local < plan.patches.len()).then_some((i, tokens, plan, local))
+        })
         .ok_or_else(|| PatchingError::Target(format!("the grid has no cell {cell}")))?;
+    let patch = &plan.patches[local];
     let mut hooks: Vec<HookPoint> = patch.edits.iter().map(|e| e.hook).collect();
     hooks.push(HookPoint::Pattern(layer));
-    let input = prepared.input(model, 0, None);
+    let input = prepared.input(model, index, None);
     let runs = PromptRuns::new(model, vec![input], &hooks).await?;
     let base = runs.base(spec.direction);
     let rows = runs.rows();
@@ -81,7 +95,7 @@ pub async fn head_patterns(
     Ok(HeadPatterns {
         layer,
         head,
-        tokens: prepared.labels.clone(),
+        tokens,
         clean: pattern_of(runs.clean.cache.per_head(HookPoint::Pattern(layer))?, head).await?,
         corrupted: pattern_of(runs.corrupted.cache.per_head(HookPoint::Pattern(layer))?, head).await?,
         patched: pattern_of(cache.per_head(HookPoint::Pattern(layer))?, head).await?,

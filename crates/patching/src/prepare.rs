@@ -1,7 +1,16 @@
 //! Preparing an experiment, once, for every caller (the run, the editor's check, looking inside
 //! a cell, the sensitivity sweep): a generated dataset is generated into prompts, every input
-//! is checked against the model and tokenized, the answers become token ids, and Gaussian
-//! noise gets its positions, σ and ν.
+//! is checked against the model and tokenized, the answers become token ids, Gaussian noise
+//! gets its positions, σ and ν, and prompts of different lengths are aligned by role.
+//!
+//! Prompts of one length share their positions: a per-position grid has a `pos` axis labelled
+//! with the first prompt's tokens, as TransformerLens's grids do. Prompts of different lengths
+//! (IOI over every template) are aligned by the role of each token (`IO`, `S2`, `END`; the
+//! generators name them, a spec may give them, and otherwise they count from the end:
+//! `END`, `END-1`, …): a per-position grid then has a `role` axis, and each cell averages the
+//! prompts that have that role.
+
+use std::collections::HashMap;
 
 use patchbay_model::{Gpt2, Gpt2Tokenizer, ModelError};
 use serde::Serialize;
@@ -11,9 +20,13 @@ use crate::corruption::gn::{self, Noise};
 use crate::corruption::str::str_pair;
 use crate::metric::Answers;
 use crate::runs::PromptInput;
+use crate::spec::target::Choice;
 use crate::sweep::window;
-use crate::tasks::{self, DatasetReport};
-use crate::{Corruption, ExperimentSpec, PatchingError};
+use crate::tasks::{self, DatasetReport, numbered};
+use crate::{Corruption, ExperimentSpec, PatchingError, PromptPair};
+
+/// The role of the prepended `<|endoftext|>`.
+pub const BOS_ROLE: &str = "BOS";
 
 /// One prompt of a spec, checked and tokenized.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,6 +37,9 @@ pub struct PreparedPrompt {
     /// Positions that differ (STR) or are noised (GN).
     pub corrupted_positions: Vec<usize>,
     pub answers: Answers,
+    /// For prompts aligned by role: the index in [`Prepared::roles`] of each position's role.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub role_of: Vec<usize>,
 }
 
 /// An experiment ready to run.
@@ -36,8 +52,10 @@ pub struct Prepared {
     pub prompts: Vec<PreparedPrompt>,
     /// Gaussian noise as it runs; `None` for STR.
     pub noise: Option<Noise>,
-    /// The first prompt's tokens, readable: the position axis.
+    /// The position axis's labels: the first prompt's tokens, readable, or the roles.
     pub labels: Vec<String>,
+    /// Whether prompts are aligned by role (their lengths differ).
+    pub by_role: bool,
 }
 
 /// Checks every input of `spec` against the model and tokenizes its prompts (generating a
@@ -61,7 +79,6 @@ pub async fn prepare(
     }
     let config = &model.config;
     let mut prompts: Vec<PreparedPrompt> = Vec::new();
-    let mut noise_positions = None;
     for (i, pair) in spec.prompts.iter().enumerate() {
         if pair.clean.is_empty() {
             return Err(ModelError::EmptyPrompt.into());
@@ -82,58 +99,148 @@ pub async fn prepare(
                 let p = str_pair(tokenizer, &pair.clean, text, spec.prepend_bos, i)?;
                 (Some(p.corrupted), p.differing)
             }
-            Corruption::Gn(noise) => {
-                // One set of positions for the whole dataset, which shares one grid.
-                let positions = match &noise_positions {
-                    Some(positions) => positions,
-                    None => noise_positions.insert(gn::positions(
-                        noise,
-                        tokenizer,
-                        pair,
-                        spec.prepend_bos,
-                        clean.len(),
-                    )?),
-                };
-                (None, positions.clone())
-            }
+            Corruption::Gn(noise) => (
+                None,
+                gn::positions(noise, tokenizer, pair, spec.prepend_bos, clean.len(), i)?,
+            ),
         };
         let answers = Answers::of(tokenizer, pair, i)?;
         answers.check_for(spec.metric.kind, tokenizer, pair, i)?;
-        if let Some(first) = prompts.first().map(|p| p.clean.len())
-            && first != clean.len()
-        {
-            return Err(PatchingError::RaggedDataset {
-                first,
-                prompt: i,
-                len: clean.len(),
-            });
-        }
         prompts.push(PreparedPrompt {
             clean,
             corrupted,
             corrupted_positions,
             answers,
+            role_of: Vec::new(),
         });
     }
-    spec.target.check(config, prompts[0].clean.len())?;
+    let shortest = prompts.iter().map(|p| p.clean.len()).min().expect("prompts");
+    let by_role = prompts.iter().any(|p| p.clean.len() != shortest);
+    let labels = if by_role {
+        refuse_positions(&spec)?;
+        let roles: Vec<Vec<String>> = spec
+            .prompts
+            .iter()
+            .zip(&prompts)
+            .enumerate()
+            .map(|(i, (pair, p))| roles(tokenizer, pair, p.clean.len(), spec.prepend_bos, i))
+            .collect::<Result<_, _>>()?;
+        let axis = role_axis(&roles);
+        let index: HashMap<&str, usize> = axis.iter().enumerate().map(|(k, r)| (r.as_str(), k)).collect();
+        for (p, roles) in prompts.iter_mut().zip(&roles) {
+            p.role_of = roles.iter().map(|r| index[r.as_str()]).collect();
+        }
+        axis
+    } else {
+        prompts[0].clean.iter().map(|&id| tokenizer.display(id)).collect()
+    };
+    spec.target.check(config, shortest)?;
     if let Some(w) = spec.window {
         window::check(w.size, config.n_layer)?;
     }
-    let noise = match (&spec.corruption, noise_positions) {
-        (Corruption::Gn(noise), Some(positions)) => {
-            let clean: Vec<&[u32]> = prompts.iter().map(|p| p.clean.as_slice()).collect();
-            Some(gn::level(model, tokenizer, noise, positions, &clean).await?)
+    let noise = match &spec.corruption {
+        Corruption::Gn(noise) => {
+            let noised: Vec<(&[u32], &[usize])> = prompts
+                .iter()
+                .map(|p| (p.clean.as_slice(), p.corrupted_positions.as_slice()))
+                .collect();
+            Some(gn::level(model, tokenizer, noise, &noised).await?)
         }
-        _ => None,
+        Corruption::Str => None,
     };
-    let labels = prompts[0].clean.iter().map(|&id| tokenizer.display(id)).collect();
     Ok(Prepared {
         spec,
         dataset,
         prompts,
         noise,
         labels,
+        by_role,
     })
+}
+
+/// Prompts of different lengths share no positions: a spec that names positions needs one
+/// length.
+fn refuse_positions(spec: &ExperimentSpec) -> Result<(), PatchingError> {
+    if let Choice::These(_) = spec.target.positions {
+        return Err(PatchingError::Target(
+            "these prompts have different lengths, so position numbers mean different tokens in each: patch each position (a role axis) or all of them".into(),
+        ));
+    }
+    if let Corruption::Gn(gn) = &spec.corruption
+        && !gn.positions.is_empty()
+    {
+        return Err(PatchingError::Corruption(
+            "these prompts have different lengths, so noise positions mean different tokens in each: leave `positions` empty to noise the tokens each pair's STR prompt changes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The role of each of a prompt's `len` tokens: the pair's own (after `BOS`), or counted from
+/// the end.
+fn roles(
+    tokenizer: &Gpt2Tokenizer,
+    pair: &PromptPair,
+    len: usize,
+    prepend_bos: bool,
+    index: usize,
+) -> Result<Vec<String>, PatchingError> {
+    let bos = usize::from(prepend_bos);
+    let mut roles: Vec<String> = if prepend_bos {
+        vec![BOS_ROLE.to_string()]
+    } else {
+        Vec::new()
+    };
+    if pair.roles.is_empty() {
+        roles.extend((bos..len).rev().map(|p| match len - 1 - p {
+            0 => "END".to_string(),
+            k => format!("END-{k}"),
+        }));
+        return Ok(roles);
+    }
+    let tokens = len - bos;
+    if pair.roles.len() != tokens {
+        return Err(PatchingError::Spec(format!(
+            "prompt {index} names {} roles for its {tokens} tokens ({})",
+            pair.roles.len(),
+            tokenizer
+                .encode(&pair.clean, false)?
+                .iter()
+                .map(|&id| tokenizer.display(id))
+                .collect::<Vec<_>>()
+                .join("|")
+        )));
+    }
+    roles.extend(pair.roles.iter().cloned());
+    let unique = numbered(roles.clone());
+    if unique != roles {
+        return Err(PatchingError::Spec(format!(
+            "prompt {index} names a role twice; every token needs its own"
+        )));
+    }
+    Ok(roles)
+}
+
+/// Every role, ordered by where it sits in the prompts that have it (its mean relative
+/// position), first seen first on ties.
+fn role_axis(roles: &[Vec<String>]) -> Vec<String> {
+    let mut seen: Vec<(String, f64, usize)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for prompt in roles {
+        let last = prompt.len().saturating_sub(1).max(1) as f64;
+        for (p, role) in prompt.iter().enumerate() {
+            let k = *index.entry(role.clone()).or_insert_with(|| {
+                seen.push((role.clone(), 0.0, 0));
+                seen.len() - 1
+            });
+            seen[k].1 += p as f64 / last;
+            seen[k].2 += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..seen.len()).collect();
+    let place = |k: usize| seen[k].1 / seen[k].2 as f64;
+    order.sort_by(|&a, &b| place(a).total_cmp(&place(b)).then(a.cmp(&b)));
+    order.into_iter().map(|k| seen[k].0.clone()).collect()
 }
 
 impl Prepared {
@@ -149,6 +256,7 @@ impl Prepared {
                 self.spec.seed,
                 index,
                 prompt.clean.len(),
+                &prompt.corrupted_positions,
                 replay.filter(|_| index == 0),
             ),
             (None, None) => unreachable!("prepare pairs STR with tokens and GN with noise"),
@@ -159,5 +267,42 @@ impl Prepared {
             first_changed: prompt.corrupted_positions.iter().copied().min().unwrap_or(0),
             answers: prompt.answers.clone(),
         }
+    }
+
+    /// The prompts, grouped by token length (first seen first), as they run: each group shares
+    /// one batched run.
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, p) in self.prompts.iter().enumerate() {
+            match groups.iter_mut().find(|(len, _)| *len == p.clean.len()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((p.clean.len(), vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
+    /// The readable tokens of prompt `index`.
+    pub fn tokens(&self, tokenizer: &Gpt2Tokenizer, index: usize) -> Vec<String> {
+        self.prompts[index]
+            .clean
+            .iter()
+            .map(|&id| tokenizer.display(id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_by_where_they_sit() {
+        let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let axis = role_axis(&[
+            r(&["BOS", "IO", "S2", "END"]),
+            r(&["BOS", "x", "IO", "y", "S2", "END"]),
+        ]);
+        assert_eq!(axis, r(&["BOS", "x", "IO", "y", "S2", "END"]));
     }
 }

@@ -88,6 +88,7 @@ fn random_spec(rng: &mut ChaCha8Rng) -> ExperimentSpec {
         metric: MetricSpec {
             kind,
             normalized: rng.random_bool(0.5),
+            normalize: Default::default(),
         },
         direction: if rng.random_bool(0.5) {
             Direction::Denoising
@@ -249,6 +250,7 @@ fn prompts_batched_together_equal_prompts_run_one_by_one() {
             metric: MetricSpec {
                 kind: MetricKind::LogitDiff,
                 normalized: false,
+                normalize: Default::default(),
             },
             direction: Direction::Denoising,
             target: Target {

@@ -3,8 +3,10 @@
 //! ([`sensitivity`]), and the circuits already known to read them against
 //! ([`known_circuits`]).
 
+pub mod aggregate;
 pub mod detect;
 pub mod known_circuits;
+pub mod reproduce;
 pub mod results;
 pub mod sensitivity;
 pub mod stats;

@@ -116,6 +116,9 @@ pub struct PromptSummary {
     pub counter_answer: Option<u32>,
     pub clean: RunSummary,
     pub corrupted: RunSummary,
+    /// M_clean − M_corrupted: what this prompt's normalized effects are divided by under
+    /// `per_prompt`.
+    pub denominator: f64,
 }
 
 /// A window's joint effect next to the sum of its single layers'.
@@ -165,9 +168,16 @@ pub struct Results {
     /// Per-cell standard deviation over prompts (datasets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sd_grid: Option<Grid>,
-    /// Each prompt's grid (datasets).
+    /// Each prompt's grid (datasets), in the grid's units: under the ratio of means each
+    /// prompt's effect over the mean denominator, so that they average to the grid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompt_grids: Vec<Grid>,
+    /// The mean over prompts of M_clean − M_corrupted: the ratio of means' denominator.
+    pub denominator: f64,
+    /// Prompts whose own denominator is under 5% of the mean (in absolute value): alone, they
+    /// would divide by almost nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub small_denominators: Vec<usize>,
     /// Mean raw metric of the clean runs.
     pub clean_metric: f64,
     /// Mean raw metric of the corrupted runs.

@@ -106,6 +106,7 @@ fn variant(
     spec.metric = MetricSpec {
         kind: metric,
         normalized: true,
+        normalize: base.metric.normalize,
     };
     spec.direction = direction;
     spec.seed = seed;

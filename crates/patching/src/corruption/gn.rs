@@ -6,8 +6,8 @@
 //! at the key positions only, with ν = `scale` × σ and σ the standard deviation of the token
 //! embeddings of a text set: by default the noised tokens of the experiment's prompts (ROME
 //! measures it over its subjects). `samples` draws run as one batch and are averaged. Without
-//! positions, the noise covers the tokens STR would change: the positions where the pair's
-//! corrupted prompt differs.
+//! positions, the noise covers the tokens STR would change: in each pair, the positions where
+//! its corrupted prompt differs.
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{
@@ -33,8 +33,8 @@ pub const DEFAULT_SAMPLES: usize = 10;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GaussianNoise {
-    /// Token positions to noise (counting `<|endoftext|>` when it is prepended). Empty: the
-    /// positions where the first pair's corrupted prompt differs (the tokens STR changes).
+    /// Token positions to noise (counting `<|endoftext|>` when it is prepended). Empty: in each
+    /// pair, the positions where its corrupted prompt differs (the tokens STR changes).
     pub positions: Vec<usize>,
     #[serde(default = "default_scale")]
     pub scale: f64,
@@ -66,36 +66,35 @@ impl GaussianNoise {
     }
 }
 
-/// GN as it runs: the positions (the spec's, or the tokens STR changes), σ and ν.
+/// GN as it runs: σ and ν (each prompt's positions are its own).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Noise {
-    pub positions: Vec<usize>,
     pub samples: usize,
     pub sigma: f64,
     pub nu: f64,
 }
 
-/// The positions to noise in prompts whose first pair is `first` and whose clean tokens number
-/// `len`: the spec's, checked against the prompt, or the tokens STR would change.
+/// The positions to noise in pair `index`, whose clean tokens number `len`: the spec's, checked
+/// against the prompt, or the tokens STR would change.
 pub fn positions(
     gn: &GaussianNoise,
     tokenizer: &Gpt2Tokenizer,
-    first: &PromptPair,
+    pair: &PromptPair,
     prepend_bos: bool,
     len: usize,
+    index: usize,
 ) -> Result<Vec<usize>, PatchingError> {
     let fail = |m: String| Err(PatchingError::Corruption(m));
     if gn.samples == 0 || !(gn.scale.is_finite() && gn.scale >= 0.0) {
         return fail("Gaussian noise needs at least one sample and a non-negative scale".into());
     }
     if gn.positions.is_empty() {
-        let Some(corrupted) = &first.corrupted else {
-            return fail(
-                "Gaussian noise needs positions to noise, or a corrupted prompt whose differing tokens say which"
-                    .into(),
-            );
+        let Some(corrupted) = &pair.corrupted else {
+            return fail(format!(
+                "prompt {index}: Gaussian noise needs positions to noise, or a corrupted prompt whose differing tokens say which"
+            ));
         };
-        return Ok(str_pair(tokenizer, &first.clean, corrupted, prepend_bos, 0)?.differing);
+        return Ok(str_pair(tokenizer, &pair.clean, corrupted, prepend_bos, index)?.differing);
     }
     if let Some(&p) = gn.positions.iter().find(|&&p| p >= len) {
         return fail(format!(
@@ -105,13 +104,12 @@ pub fn positions(
     Ok(gn.positions.clone())
 }
 
-/// σ and ν for `gn` noising `positions` of prompts with clean tokens `prompts`.
+/// σ and ν for `gn` noising prompts: each `(clean tokens, positions)`.
 pub async fn level(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     gn: &GaussianNoise,
-    positions: Vec<usize>,
-    prompts: &[&[u32]],
+    prompts: &[(&[u32], &[usize])],
 ) -> Result<Noise, PatchingError> {
     let ids: Vec<u32> = match &gn.sigma_texts {
         Some(texts) => texts
@@ -121,12 +119,11 @@ pub async fn level(
             .concat(),
         None => prompts
             .iter()
-            .flat_map(|clean| positions.iter().map(|&i| clean[i]))
+            .flat_map(|(clean, positions)| positions.iter().map(|&i| clean[i]))
             .collect(),
     };
     let sigma = embedding_std(model, &ids).await?;
     Ok(Noise {
-        positions,
         samples: gn.samples,
         sigma,
         nu: gn.scale * sigma,
@@ -181,14 +178,15 @@ pub fn noise_tensor(
 }
 
 impl Noise {
-    /// The corrupted run of prompt `index` (of `len` tokens): seeded with `seed + index`, or
-    /// the values of `replay` (`[samples, positions, d_model]`) when given.
+    /// The corrupted run of prompt `index` (of `len` tokens, noised at `positions`): seeded
+    /// with `seed + index`, or the values of `replay` (`[samples, positions, d_model]`).
     pub fn corrupted(
         &self,
         model: &Gpt2,
         seed: u64,
         index: usize,
         len: usize,
+        positions: &[usize],
         replay: Option<&[f32]>,
     ) -> Corrupted {
         let d_model = model.config.n_embd;
@@ -199,7 +197,7 @@ impl Noise {
                 drawn = gaussian_noise(
                     seed.wrapping_add(index as u64),
                     self.samples,
-                    self.positions.len(),
+                    positions.len(),
                     d_model,
                     self.nu,
                 );
@@ -207,14 +205,7 @@ impl Noise {
             }
         };
         Corrupted::Noise {
-            noise: noise_tensor(
-                values,
-                self.samples,
-                &self.positions,
-                len,
-                d_model,
-                &model.device(),
-            ),
+            noise: noise_tensor(values, self.samples, positions, len, d_model, &model.device()),
         }
     }
 }

@@ -40,7 +40,50 @@ pub struct DatasetSpec {
     /// IOI: the names STR changes, and under GN the names noised.
     #[serde(default)]
     pub names: IoiNames,
-    /// IOI: the template (one template gives one token length, which a grid needs).
+    /// IOI: the template, or `"all"` to mix every template (of different token lengths:
+    /// per-position grids then have a role axis).
     #[serde(default)]
-    pub template: usize,
+    pub template: Templates,
+}
+
+/// Which IOI templates a dataset draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Templates {
+    /// One template (one token length).
+    One(usize),
+    /// Every template.
+    All,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::One(0)
+    }
+}
+
+impl Serialize for Templates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Templates::One(i) => s.serialize_u64(*i as u64),
+            Templates::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Templates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Index(usize),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Index(i) => Ok(Templates::One(i)),
+            Raw::Word(w) if w == "all" => Ok(Templates::All),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "`{w}` is not a template: use a template's number or \"all\""
+            ))),
+        }
+    }
 }

@@ -106,6 +106,12 @@ pub struct PromptPair {
     /// The other answers R' that `prob_diff` subtracts; empty means {r'}.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counter_set: Vec<String>,
+    /// A name for each token of the clean prompt (not counting `<|endoftext|>`, which is
+    /// `BOS`), such as `IO`, `S1`, `S2` and `END` for IOI: prompts of different lengths are
+    /// aligned by these roles. Generated datasets name them; without them, prompts of different
+    /// lengths are aligned from the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// How the corrupted run is made.
@@ -118,13 +124,34 @@ pub enum Corruption {
     Gn(GaussianNoise),
 }
 
-/// The metric and whether it is normalized.
+/// The metric, whether it is normalized, and how a dataset is normalized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricSpec {
     pub kind: MetricKind,
     #[serde(default = "yes")]
     pub normalized: bool,
+    #[serde(default, skip_serializing_if = "Normalize::is_default")]
+    pub normalize: Normalize,
+}
+
+/// How a dataset's normalized grid is formed from its prompts (one prompt: both are the same).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// (mean M_patched − mean M_base) / (mean M_clean − mean M_corrupted): the ratio of means,
+    /// as Wang et al., ARENA and the TransformerLens demos compute it.
+    #[default]
+    RatioOfMeans,
+    /// The mean over prompts of each prompt's own normalized effect, which a prompt with a
+    /// near-zero M_clean − M_corrupted can dominate.
+    PerPrompt,
+}
+
+impl Normalize {
+    fn is_default(&self) -> bool {
+        *self == Normalize::RatioOfMeans
+    }
 }
 
 /// Which run is patched.

@@ -21,16 +21,15 @@ fn backend_err(e: impl std::fmt::Debug) -> PatchingError {
     PatchingError::Model(patchbay_model::ModelError::Backend(format!("{e:?}")))
 }
 
-/// The attributed effect of each patch, in the units of the chosen (normalized) effect,
-/// averaged over the prompts of `runs`.
+/// The attributed (un-normalized) effect of each patch on each prompt of `runs`, averaged over
+/// its noise samples: `[prompt][patch]`, as exact effects are before a dataset is normalized.
 pub async fn attribution(
     model: &Gpt2,
     runs: &PromptRuns,
     direction: Direction,
     kind: MetricKind,
-    normalized: bool,
     patches: &[Patch],
-) -> Result<Vec<f64>, PatchingError> {
+) -> Result<Vec<Vec<f64>>, PatchingError> {
     let base = runs.base(direction);
     let source = runs.source(direction);
     let device = model.device().autodiff();
@@ -71,35 +70,25 @@ pub async fn attribution(
         LogitsAt::Last,
     )?;
     let [rows, _, vocab] = logits.dims();
-    // The mean over rows of each row's M, over its prompt's normalizer when normalized: the
-    // attributed effects then average over the prompts, as exact effects do.
+    // Rows do not interact: the gradient of the summed M, each row's weighted by 1/samples, is
+    // each row's gradient of its prompt's mean over samples.
     let samples = runs.baselines.samples;
-    let weights: Vec<f32> = (0..rows)
-        .map(|row| {
-            let scale = if normalized {
-                runs.baselines.span(kind, row / samples)
-            } else {
-                1.0
-            };
-            (1.0 / (scale * rows as f64)) as f32
-        })
-        .collect();
-    let weights = Tensor::<1>::from_data(TensorData::new(weights, [rows]), &model.device());
+    let weights = Tensor::<1>::full([rows], 1.0 / samples as f32, &model.device());
     let m = (runs.scorer.m_tensor(kind, logits.reshape([rows, vocab])) * weights).sum();
     let grads = m.backward();
 
-    // (source - base) × gradient, summed over rows (noise samples), per hook.
+    // (source - base) × gradient, per row, per hook.
     let mut products: BTreeMap<HookPoint, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     for (&hook, probe) in &probes {
         let (dims, values) = match (probe, base.cache.get(hook)?, source.cache.get(hook)?) {
             (Activation::Stream(p), Activation::Stream(b), Activation::Stream(s)) => {
                 let g = p.grad(&grads).ok_or_else(|| backend_err("no gradient"))?;
-                let d = ((s.clone() - b.clone()) * g).sum_dim(0);
+                let d = (s.clone() - b.clone()) * g;
                 (d.dims().to_vec(), read_f32(d).await?)
             }
             (Activation::PerHead(p), Activation::PerHead(b), Activation::PerHead(s)) => {
                 let g = p.grad(&grads).ok_or_else(|| backend_err("no gradient"))?;
-                let d = ((s.clone() - b.clone()) * g).sum_dim(0);
+                let d = (s.clone() - b.clone()) * g;
                 (d.dims().to_vec(), read_f32(d).await?)
             }
             _ => return Err(backend_err("mismatched activations")),
@@ -107,28 +96,34 @@ pub async fn attribution(
         products.insert(hook, (dims, values));
     }
 
-    Ok(patches
-        .iter()
-        .map(|patch| {
-            patch
-                .edits
+    Ok((0..rows / samples)
+        .map(|prompt| {
+            patches
                 .iter()
-                .map(|edit| {
-                    let (dims, values) = &products[&edit.hook];
-                    sum_selected(
-                        edit.hook.layout(),
-                        dims,
-                        values,
-                        edit.positions.as_deref(),
-                        edit.heads.as_deref(),
-                    )
+                .map(|patch| {
+                    let mut total = 0.0;
+                    for edit in &patch.edits {
+                        let (dims, values) = &products[&edit.hook];
+                        let stride = values.len() / rows;
+                        for row in prompt * samples..(prompt + 1) * samples {
+                            total += sum_selected(
+                                edit.hook.layout(),
+                                dims,
+                                &values[row * stride..(row + 1) * stride],
+                                edit.positions.as_deref(),
+                                edit.heads.as_deref(),
+                            );
+                        }
+                    }
+                    total
                 })
-                .sum::<f64>()
+                .collect()
         })
         .collect())
 }
 
-/// Sums a `[1, ...]` product over the selected positions and heads and every trailing axis.
+/// Sums one row of a `[rows, ...]` product over the selected positions and heads and every
+/// trailing axis.
 fn sum_selected(
     layout: HookLayout,
     dims: &[usize],

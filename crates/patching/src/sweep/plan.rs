@@ -21,6 +21,8 @@ pub const HEAD_INDEX: &str = "head_index";
 pub const DEST_POS: &str = "dest_pos";
 /// The component axis of `block_every`.
 pub const COMPONENT: &str = "component";
+/// The position axis of prompts of different lengths, aligned by the role of each token.
+pub const ROLE: &str = "role";
 
 /// One hook edited by a patch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,5 +177,40 @@ impl Plan {
             }
         }
         Ok(Plan { axes, patches })
+    }
+}
+
+impl Plan {
+    /// Where the position axis is, if the grid has one.
+    fn position_axis(&self) -> Option<usize> {
+        self.axes.iter().position(|a| a.name == POS || a.name == DEST_POS)
+    }
+
+    /// The axes of the grid these cells fill when prompts are aligned by role: the position
+    /// axis becomes a `role` axis over `roles`.
+    pub fn role_axes(&self, roles: &[String]) -> Vec<Axis> {
+        let mut axes = self.axes.clone();
+        if let Some(a) = self.position_axis() {
+            axes[a] = axis(ROLE, roles.to_vec());
+        }
+        axes
+    }
+
+    /// For each cell of this plan (over one prompt's positions), the cell of the role grid it
+    /// fills: the prompt's position `p` has role `role_of[p]` of `n_roles`.
+    pub fn role_cells(&self, role_of: &[usize], n_roles: usize) -> Vec<usize> {
+        let shape = self.shape();
+        let Some(a) = self.position_axis() else {
+            return (0..shape.iter().product()).collect();
+        };
+        let mut global = shape.clone();
+        global[a] = n_roles;
+        (0..shape.iter().product())
+            .map(|cell| {
+                let mut index = crate::analysis::stats::unravel(cell, &shape);
+                index[a] = role_of[index[a]];
+                index.iter().zip(&global).fold(0, |acc, (i, n)| acc * n + i)
+            })
+            .collect()
     }
 }

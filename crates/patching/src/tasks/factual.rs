@@ -1,11 +1,13 @@
 //! Factual recall for GPT-2 small: a built-in list of landmarks and their cities, paired into
 //! STR prompts whose subjects have equal token length ("The Eiffel Tower" / "The Colosseum"),
-//! and filtered at run time to the facts the loaded model actually knows.
+//! and filtered at run time to the facts the loaded model actually knows. Subjects of different
+//! lengths make prompts of different lengths, aligned by their roles (`last subject`, `END`).
 
 use patchbay_model::logits::top_k;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, read_f32};
 use serde::Serialize;
 
+use super::{Piece, roles_of};
 use crate::{PatchingError, PromptPair};
 
 /// The prompt every fact completes with its city.
@@ -53,8 +55,26 @@ pub struct FactReport {
     /// Facts the model completes with their city (its most likely next token).
     pub known: usize,
     /// Pairs made from known facts whose subjects have equal token lengths and whose cities
-    /// differ, at the most common prompt length (a dataset shares one grid).
+    /// differ.
     pub pairs: usize,
+}
+
+/// The roles of a fact's tokens: `subject 1`, …, `last subject`, the template's words, `END`.
+fn fact_roles(tokenizer: &Gpt2Tokenizer, subject: &str) -> Result<Vec<String>, PatchingError> {
+    let (before, after) = TEMPLATE.split_once("{}").expect("the template has a subject");
+    let mut pieces = Vec::new();
+    if !before.is_empty() {
+        pieces.push(Piece::Text(before));
+    }
+    pieces.extend([Piece::Role(subject, "subject"), Piece::Text(after)]);
+    let mut roles = roles_of(tokenizer, &pieces)?;
+    if let Some(last) = roles.iter().rposition(|r| r.starts_with("subject")) {
+        roles[last] = "last subject".into();
+    }
+    if let Some(end) = roles.last_mut() {
+        *end = "END".into();
+    }
+    Ok(roles)
 }
 
 /// Up to `n` STR pairs of facts the model knows, and the report of what was kept.
@@ -74,45 +94,31 @@ pub async fn known_fact_pairs(
         let logits = model.forward(&[tokens.clone()], &mut Hooks::none(), LogitsAt::Last)?;
         let values = read_f32(logits).await?;
         if top_k(&values, 1)[0].0 == answer {
-            known.push((prompt, city, tokens.len()));
+            known.push((prompt, city, tokens.len(), subject));
         }
     }
     let mut pairs = Vec::new();
-    for (i, (clean, city, len)) in known.iter().enumerate() {
+    for (i, (clean, city, len, subject)) in known.iter().enumerate() {
         // The next known fact (cyclically) with a subject of the same length and another city.
         let partner = (1..known.len())
             .map(|k| &known[(i + k) % known.len()])
-            .find(|(_, other_city, other_len)| other_len == len && other_city != city);
-        if let Some((corrupted, other_city, _)) = partner {
+            .find(|(_, other_city, other_len, _)| other_len == len && other_city != city);
+        if let Some((corrupted, other_city, _, _)) = partner {
             pairs.push(PromptPair {
                 clean: clean.clone(),
                 corrupted: Some(corrupted.clone()),
                 answer: city.to_string(),
                 counter_answer: Some(other_city.to_string()),
+                roles: fact_roles(tokenizer, subject)?,
                 ..Default::default()
             });
         }
     }
-    // A dataset shares one grid: keep the most common token length.
-    let lengths: Vec<usize> = pairs
-        .iter()
-        .map(|p| tokenizer.encode(&p.clean, prepend_bos).map(|t| t.len()))
-        .collect::<Result<_, _>>()?;
-    let mode = lengths
-        .iter()
-        .max_by_key(|&&l| (lengths.iter().filter(|&&m| m == l).count(), l))
-        .copied();
-    let mut kept: Vec<PromptPair> = pairs
-        .into_iter()
-        .zip(&lengths)
-        .filter(|(_, l)| Some(**l) == mode)
-        .map(|(p, _)| p)
-        .collect();
     let report = FactReport {
         listed: FACTS.len(),
         known: known.len(),
-        pairs: kept.len(),
+        pairs: pairs.len(),
     };
-    kept.truncate(n);
-    Ok((kept, report))
+    pairs.truncate(n);
+    Ok((pairs, report))
 }

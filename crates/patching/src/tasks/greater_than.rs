@@ -5,7 +5,7 @@ use patchbay_model::Gpt2Tokenizer;
 use rand::seq::IndexedRandom;
 
 use super::words::GT_NOUNS;
-use super::{check_pair, rng};
+use super::{Piece, check_pair, rng, roles_of};
 use crate::{PatchingError, PromptPair};
 
 /// The two-digit years YY (2 to 98) for which " 17YY" is the tokens " 17" and "YY", given that
@@ -33,6 +33,25 @@ pub fn gt_years(tokenizer: &Gpt2Tokenizer) -> Result<Vec<u32>, PatchingError> {
 /// One greater-than prompt: "The {noun} lasted from the year 17{yy} to the year 17".
 pub fn gt_prompt(noun: &str, yy: u32) -> String {
     format!("The{noun} lasted from the year 17{yy:02} to the year 17")
+}
+
+/// The roles of a greater-than prompt's tokens: `NOUN`, `YY`, `END` and the rest by their words.
+fn gt_roles(tokenizer: &Gpt2Tokenizer, noun: &str, yy: u32) -> Result<Vec<String>, PatchingError> {
+    let year = format!("{yy:02}");
+    let mut roles = roles_of(
+        tokenizer,
+        &[
+            Piece::Text("The"),
+            Piece::Role(noun, "NOUN"),
+            Piece::Text(" lasted from the year 17"),
+            Piece::Role(&year, "YY"),
+            Piece::Text(" to the year 17"),
+        ],
+    )?;
+    if let Some(last) = roles.last_mut() {
+        *last = "END".into();
+    }
+    Ok(roles)
 }
 
 /// `n` greater-than pairs (Hanna et al.): "The war lasted from the year 17YY to the year 17"
@@ -81,6 +100,7 @@ pub fn greater_than(
             counter_answer: Some(format!("{:02}", below.choose(&mut rng).expect("below"))),
             answer_set: set(&|y| y > yy),
             counter_set: set(&|y| y <= yy),
+            roles: gt_roles(tokenizer, noun, yy)?,
         };
         check_pair(tokenizer, &pair, index)?;
         pairs.push(pair);

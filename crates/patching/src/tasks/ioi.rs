@@ -8,7 +8,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::seq::IndexedRandom;
 
 use super::words::{NAMES, OBJECTS, PLACES};
-use super::{check_pair, rng};
+use super::{Piece, check_pair, rng, roles_of};
 use crate::{PatchingError, PromptPair};
 
 /// IOI templates after Wang et al.: `{A}` and `{B}` are the first two names, `{S}` the second
@@ -102,6 +102,49 @@ pub struct IoiPrompt {
     pub pair: PromptPair,
 }
 
+/// The role of every token of `template` filled with these names (ABBA or BABA): `IO`, `S1`,
+/// `S1+1`, `S2`, `PLACE`, `OBJECT`, `END` and the other tokens by their words.
+fn ioi_roles(
+    tokenizer: &Gpt2Tokenizer,
+    template: &str,
+    order: NameOrder,
+    filler: [&str; 5],
+) -> Result<Vec<String>, PatchingError> {
+    let (a, b) = match order {
+        NameOrder::Abba => ("IO", "S1"),
+        NameOrder::Baba => ("S1", "IO"),
+    };
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            pieces.push(Piece::Text(&rest[..open]));
+        }
+        let (slot, text, role) = match &rest[open..open + 3] {
+            "{A}" => ("{A}", filler[0], a),
+            "{B}" => ("{B}", filler[1], b),
+            "{S}" => ("{S}", filler[2], "S2"),
+            "{P}" => ("{P}", filler[3], "PLACE"),
+            _ => ("{O}", filler[4], "OBJECT"),
+        };
+        pieces.push(Piece::Role(text, role));
+        rest = &rest[open + slot.len()..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    let mut roles = roles_of(tokenizer, &pieces)?;
+    if let Some(s1) = roles.iter().position(|r| r == "S1")
+        && s1 + 1 < roles.len()
+    {
+        roles[s1 + 1] = "S1+1".into();
+    }
+    if let Some(last) = roles.last_mut() {
+        *last = "END".into();
+    }
+    Ok(roles)
+}
+
 fn fill(template: &str, a: &str, b: &str, s: &str, place: &str, object: &str) -> String {
     template
         .replace("{A}", a)
@@ -192,6 +235,7 @@ pub fn ioi_prompts(
             corrupted: Some(corrupted),
             answer: io.to_string(),
             counter_answer: Some(s.to_string()),
+            roles: ioi_roles(tokenizer, text, order, [a, b, s, place, object])?,
             ..Default::default()
         };
         check_pair(tokenizer, &pair, prompts.len())?;

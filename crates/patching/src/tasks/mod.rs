@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corruption::str::str_pair;
 use crate::metric::Answers;
-use crate::spec::dataset::{DatasetSpec, IoiNames, Task};
+use crate::spec::dataset::{DatasetSpec, IoiNames, Task, Templates};
 use crate::{PatchingError, PromptPair};
 use ioi::{IOI_TEMPLATES, IoiCorruption, IoiOptions};
 
@@ -47,12 +47,72 @@ fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// A piece of a generated prompt: literal text, whose tokens are named by their words, or a
+/// filler whose tokens take a role.
+pub(crate) enum Piece<'a> {
+    Text(&'a str),
+    Role(&'a str, &'a str),
+}
+
+/// The role of every token of the prompt `pieces` make (without `<|endoftext|>`): a filler's
+/// tokens take its role (numbered from 1 when it is several tokens), literal tokens their
+/// readable text; a name that repeats gets its occurrence, `␣the (2)`. The pieces must
+/// tokenize as the whole prompt does (they split where GPT-2's pre-tokenizer does).
+pub(crate) fn roles_of(tokenizer: &Gpt2Tokenizer, pieces: &[Piece]) -> Result<Vec<String>, PatchingError> {
+    let mut roles = Vec::new();
+    let mut whole = String::new();
+    for piece in pieces {
+        let (text, role) = match piece {
+            Piece::Text(text) => (*text, None),
+            Piece::Role(text, role) => (*text, Some(*role)),
+        };
+        whole.push_str(text);
+        let ids = tokenizer.encode(text, false)?;
+        let many = ids.len() > 1;
+        for (k, &id) in ids.iter().enumerate() {
+            roles.push(match role {
+                Some(role) if many => format!("{role} {}", k + 1),
+                Some(role) => role.to_string(),
+                None => tokenizer.display(id),
+            });
+        }
+    }
+    if tokenizer.encode(&whole, false)?.len() != roles.len() {
+        return Err(PatchingError::Spec(format!(
+            "the generator's pieces of {whole:?} tokenize differently from the prompt"
+        )));
+    }
+    Ok(numbered(roles))
+}
+
+/// `names` with each repeat marked by its occurrence: `to`, `to (2)`.
+pub(crate) fn numbered(names: Vec<String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    names
+        .into_iter()
+        .map(|name| {
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { name } else { format!("{name} ({n})") }
+        })
+        .collect()
+}
+
 /// Checks what symmetric token replacement needs of a pair: a corrupted prompt of the clean
 /// one's token length that differs from it, and single-token, different answers whose sets R
 /// and R' are disjoint.
 pub fn check_pair(tokenizer: &Gpt2Tokenizer, pair: &PromptPair, index: usize) -> Result<(), PatchingError> {
     if let Some(corrupted) = &pair.corrupted {
         str_pair(tokenizer, &pair.clean, corrupted, false, index)?;
+    }
+    if !pair.roles.is_empty() {
+        let tokens = tokenizer.encode(&pair.clean, false)?.len();
+        if pair.roles.len() != tokens {
+            return Err(PatchingError::Spec(format!(
+                "prompt {index} names {} roles for its {tokens} tokens",
+                pair.roles.len()
+            )));
+        }
     }
     let answers = Answers::of(tokenizer, pair, index)?;
     answers.check_distinct(pair, index)?;
@@ -89,14 +149,16 @@ pub async fn generate(
                 IoiNames::S1Io => IoiCorruption::S1Io,
                 IoiNames::Abc => IoiCorruption::Abc,
             };
-            if dataset.template >= IOI_TEMPLATES.len() {
-                return Err(PatchingError::Spec(format!(
-                    "IOI template {} does not exist: there are {}",
-                    dataset.template,
-                    IOI_TEMPLATES.len()
-                )));
-            }
-            let options = IoiOptions::new(corruption).with_template(dataset.template);
+            let options = match dataset.template {
+                Templates::One(t) if t >= IOI_TEMPLATES.len() => {
+                    return Err(PatchingError::Spec(format!(
+                        "IOI template {t} does not exist: there are {}",
+                        IOI_TEMPLATES.len()
+                    )));
+                }
+                Templates::One(t) => IoiOptions::new(corruption).with_template(t),
+                Templates::All => IoiOptions::new(corruption),
+            };
             ioi::ioi_prompts(tokenizer, dataset.n, dataset.seed, &options)?
                 .into_iter()
                 .map(|p| p.pair)
