@@ -192,7 +192,7 @@ fn roles(
         Vec::new()
     };
     if pair.roles.is_empty() {
-        roles.extend((bos..len).rev().map(|p| match len - 1 - p {
+        roles.extend((bos..len).map(|p| match len - 1 - p {
             0 => "END".to_string(),
             k => format!("END-{k}"),
         }));

@@ -146,3 +146,78 @@ fn factual_recall_keeps_only_facts_the_model_knows() {
     .to_string();
     assert!(err.contains("knows 0 of the 30 built-in facts"), "{err}");
 }
+
+#[test]
+fn ioi_over_every_template_has_a_role_axis() {
+    let (model, tokenizer) = embedded();
+    let mut spec = ioi_dataset(json!({"threshold": 0.2}));
+    spec.dataset.as_mut().unwrap().n = 40;
+    spec.dataset.as_mut().unwrap().template = patchbay_patching::spec::dataset::Templates::All;
+    spec.target = serde_json::from_value(json!({"component": "resid_pre", "positions": "each"})).unwrap();
+    let results = run(&model, &tokenizer, &spec, &RunOptions::default());
+    let lengths: std::collections::BTreeSet<usize> = results.prompts.iter().map(|p| p.tokens.len()).collect();
+    assert!(lengths.len() > 3, "templates of several lengths: {lengths:?}");
+    assert_eq!(results.axes[1].name, "role");
+    let roles = &results.axes[1].labels;
+    let at = |role: &str| roles.iter().position(|r| r == role).unwrap();
+    for role in ["BOS", "IO", "S1", "S1+1", "S2", "END"] {
+        assert!(roles.contains(&role.to_string()), "{roles:?}");
+    }
+    assert!(at("IO") < at("S2") && at("S2") < at("END"), "{roles:?}");
+    // Patching the clean residual stream at S2 before layer 0 restores everything (every prompt
+    // has S2); the last layer carries it at the end.
+    let cell = |layer: usize, role: &str| results.grid.values[layer * roles.len() + at(role)];
+    assert!((cell(0, "S2") - 1.0).abs() < 1e-4, "{}", cell(0, "S2"));
+    assert!(cell(2, "END") > 0.5, "{}", cell(2, "END"));
+    // A role only some templates have is averaged over those; every prompt has a value at END.
+    assert!(
+        results
+            .prompt_grids
+            .iter()
+            .all(|g| g.values[at("END")].is_finite())
+    );
+    let lunch = at("␣lunch");
+    assert!(results.prompt_grids.iter().any(|g| g.values[lunch].is_nan()));
+    assert!(cell(0, "␣lunch").is_finite());
+}
+
+#[test]
+fn prompts_of_different_lengths_without_roles_are_aligned_from_the_end() {
+    let (model, tokenizer) = embedded();
+    let spec = json!({
+        "version": 1, "model": {"embedded": "patchbay-ioi"},
+        "prompts": [
+            {"clean": "When Mary and John went to the store, John gave a drink to",
+             "corrupted": "When Mary and John went to the store, Mary gave a drink to",
+             "answer": " Mary", "counter_answer": " John"},
+            {"clean": "Then, Anna and Tom went to the park. Tom gave a ball to",
+             "corrupted": "Then, Anna and Tom went to the park. Anna gave a ball to",
+             "answer": " Anna", "counter_answer": " Tom"}
+        ],
+        "corruption": {"method": "str"}, "metric": {"kind": "logit_diff"},
+        "target": {"component": "resid_pre", "positions": "each"}
+    });
+    let spec = ExperimentSpec::from_json(&spec.to_string()).unwrap();
+    let results = run(&model, &tokenizer, &spec, &RunOptions::default());
+    let roles = &results.axes[1].labels;
+    assert_eq!(roles.first().map(String::as_str), Some("BOS"));
+    assert_eq!(roles.last().map(String::as_str), Some("END"));
+    assert!(roles.contains(&"END-4".to_string()), "{roles:?}");
+    // S2 is four tokens before the end in both.
+    let s2 = roles.iter().position(|r| r == "END-4").unwrap();
+    assert!((results.grid.values[s2] - 1.0).abs() < 1e-4);
+
+    // Positions mean different tokens in prompts of different lengths: refused, with a reason.
+    let mut listed = spec.clone();
+    listed.target.positions = patchbay_patching::Choice::These(vec![3]);
+    let err = pollster::block_on(patchbay_patching::run_experiment(
+        &model,
+        &tokenizer,
+        &listed,
+        &RunOptions::default(),
+        &mut |_: &Progress| true,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("different lengths"), "{err}");
+}
