@@ -12,7 +12,7 @@ use crate::analysis::detect::Detection;
 use crate::analysis::stats::unravel;
 use crate::sweep::plan::{Axis, COMPONENT, DEST_POS, HEAD_INDEX, LAYER, POS};
 use crate::tasks::DatasetReport;
-use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind};
+use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind, PatchingError};
 
 /// A dense grid of values, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,14 +46,27 @@ impl Grid {
         }
     }
 
+    /// Flattens nested arrays, recording each depth's length; every number must sit at the
+    /// same depth, below every array.
     fn flatten(
         value: &Value,
         shape: &mut Vec<usize>,
+        leaf: &mut Option<usize>,
         depth: usize,
         out: &mut Vec<f64>,
     ) -> Result<(), String> {
+        let mut at_leaf = || match *leaf {
+            Some(d) if d != depth => Err("grid nesting is uneven".to_string()),
+            _ => {
+                *leaf = Some(depth);
+                Ok(())
+            }
+        };
         match value {
             Value::Array(items) => {
+                if leaf.is_some_and(|d| depth >= d) {
+                    return Err("grid nesting is uneven".into());
+                }
                 if shape.len() == depth {
                     shape.push(items.len());
                 } else if shape[depth] != items.len() {
@@ -61,17 +74,16 @@ impl Grid {
                 }
                 items
                     .iter()
-                    .try_for_each(|item| Grid::flatten(item, shape, depth + 1, out))
+                    .try_for_each(|item| Grid::flatten(item, shape, leaf, depth + 1, out))
             }
             Value::Number(n) => {
-                if shape.len() != depth {
-                    return Err("grid nesting is uneven".into());
-                }
+                at_leaf()?;
                 out.push(n.as_f64().ok_or("not a number")?);
                 Ok(())
             }
             // JSON has no NaN: a normalized value with a zero denominator is written as null.
             Value::Null => {
+                at_leaf()?;
                 out.push(f64::NAN);
                 Ok(())
             }
@@ -87,13 +99,35 @@ impl Serialize for Grid {
 }
 
 impl<'de> Deserialize<'de> for Grid {
+    /// A grid from nested arrays, checked: at least one axis, at most [`MAX_GRID_CELLS`]
+    /// cells, every row as long as its siblings and every value at the same depth.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
         let (mut shape, mut values) = (Vec::new(), Vec::new());
-        Grid::flatten(&value, &mut shape, 0, &mut values).map_err(serde::de::Error::custom)?;
+        Grid::flatten(&value, &mut shape, &mut None, 0, &mut values).map_err(serde::de::Error::custom)?;
+        let cells = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if shape.is_empty() || cells != Some(values.len()) || values.is_empty() {
+            return Err(serde::de::Error::custom(format!(
+                "a grid must be nested arrays of numbers, evenly: found shape {shape:?} with {} values",
+                values.len()
+            )));
+        }
+        if values.len() > MAX_GRID_CELLS {
+            return Err(serde::de::Error::custom(format!(
+                "a grid of {} cells is larger than Patchbay's {MAX_GRID_CELLS}",
+                values.len()
+            )));
+        }
         Ok(Grid { shape, values })
     }
 }
+
+/// The largest grid results may hold, in cells.
+pub const MAX_GRID_CELLS: usize = 1 << 20;
+/// The largest results document read, in bytes.
+pub const MAX_RESULTS_BYTES: usize = 64 << 20;
+/// The longest axis label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
 
 /// The clean and corrupted runs of one prompt, as the page shows them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,6 +228,71 @@ pub struct Results {
 }
 
 impl Results {
+    /// Results from JSON (a link's, a file's), checked as a spec is: bounded, with a valid spec,
+    /// every grid of the shape its axes give, and detections inside the grid.
+    pub fn from_json(text: &str) -> Result<Self, PatchingError> {
+        let bad = |m: String| PatchingError::Spec(format!("these results are malformed: {m}"));
+        if text.len() > MAX_RESULTS_BYTES {
+            return Err(bad(format!("they are larger than {MAX_RESULTS_BYTES} bytes")));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let spec = value
+            .get("spec")
+            .ok_or_else(|| bad("they have no `spec`".into()))?;
+        ExperimentSpec::from_json(&spec.to_string())?;
+        let results: Results = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        results.check().map_err(bad)?;
+        Ok(results)
+    }
+
+    /// The grids' shapes against the axes, and the detections against the grid.
+    fn check(&self) -> Result<(), String> {
+        if self.axes.is_empty() || self.axes.iter().any(|a| a.labels.is_empty()) {
+            return Err("every axis needs labels".into());
+        }
+        if let Some(long) = self
+            .axes
+            .iter()
+            .flat_map(|a| &a.labels)
+            .find(|l| l.len() > MAX_LABEL_BYTES)
+        {
+            return Err(format!(
+                "an axis label is longer than {MAX_LABEL_BYTES} bytes: {long:.40}…"
+            ));
+        }
+        let shape: Vec<usize> = self.axes.iter().map(|a| a.labels.len()).collect();
+        let mut grids: Vec<(&str, &Grid)> = vec![("grid", &self.grid), ("raw_grid", &self.raw_grid)];
+        grids.extend(self.sd_grid.iter().map(|g| ("sd_grid", g)));
+        grids.extend(self.prompt_grids.iter().map(|g| ("prompt_grids", g)));
+        grids.extend(self.attribution.iter().map(|a| ("attribution", &a.grid)));
+        if let Some(w) = &self.window {
+            grids.extend([("window", &w.single_layer), ("window", &w.summed_single_layer)]);
+        }
+        if let Some((name, g)) = grids.iter().find(|(_, g)| g.shape != shape) {
+            return Err(format!(
+                "`{name}` has shape {:?} but the axes give {shape:?}",
+                g.shape
+            ));
+        }
+        if !self.prompt_grids.is_empty() && self.prompt_grids.len() != self.prompts.len() {
+            return Err(format!(
+                "{} prompt grids for {} prompts",
+                self.prompt_grids.len(),
+                self.prompts.len()
+            ));
+        }
+        let cells = self.grid.values.len();
+        for d in &self.detected {
+            if d.cell >= cells
+                || d.index.len() != shape.len()
+                || d.index.iter().zip(&shape).any(|(i, n)| i >= n)
+            {
+                return Err(format!("a detection points outside the grid (cell {})", d.cell));
+            }
+        }
+        Ok(())
+    }
+
     /// A title naming every setting, for heatmaps.
     pub fn title(&self) -> String {
         let spec = &self.spec;
@@ -471,6 +570,23 @@ mod tests {
     fn the_colour_limit_ignores_non_finite_values() {
         assert_eq!(symmetric_limit(&[0.1, -0.4, f64::NAN]), 0.4);
         assert_eq!(symmetric_limit(&[0.0, f64::NAN]), 1.0);
+    }
+
+    #[test]
+    fn grids_must_be_even_and_have_an_axis() {
+        let grid = |text: &str| serde_json::from_str::<Grid>(text).map_err(|e| e.to_string());
+        assert_eq!(grid("[[1, 2], [3, null]]").unwrap().shape, vec![2, 2]);
+        for bad in [
+            "5",
+            "[[1], [[2, 3]]]",
+            "[5, []]",
+            "[]",
+            "[[1, 2], [3]]",
+            "[[null], [[1]]]",
+            "[\"x\"]",
+        ] {
+            assert!(grid(bad).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

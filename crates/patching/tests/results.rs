@@ -1,0 +1,54 @@
+//! The results decoder a link's results go through: real results round-trip, and every shape a
+//! probe found crashing the page is refused with a message.
+
+mod common;
+
+use common::*;
+use patchbay_model::backend;
+use patchbay_patching::{Results, RunOptions};
+use serde_json::{Value, json};
+
+#[test]
+fn results_round_trip_and_malformed_ones_are_refused() {
+    let b = backend::cpu();
+    let (model, tokenizer) = tiny(&b);
+    let spec = spec_of(Cases::load().named("dataset4.z.all"));
+    let results = run(&model, &tokenizer, &spec, &RunOptions::default());
+    let text = serde_json::to_string(&results).unwrap();
+    assert_eq!(Results::from_json(&text).unwrap(), results);
+
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let with = |path: &[&str], v: Value| {
+        let mut doc = value.clone();
+        let mut at = &mut doc;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = v;
+        Results::from_json(&doc.to_string()).unwrap_err().to_string()
+    };
+    let scalar = {
+        let mut doc = value.clone();
+        doc["grid"] = json!(5);
+        doc["axes"] = json!([]);
+        Results::from_json(&doc.to_string()).unwrap_err().to_string()
+    };
+    assert!(scalar.contains("malformed"), "{scalar}");
+    assert!(with(&["grid"], json!([[1], [[2, 3]]])).contains("uneven"));
+    assert!(with(&["grid"], json!([5, []])).contains("malformed"));
+    let short = with(&["axes"], json!([{"name": "layer", "labels": ["0", "1"]}]));
+    assert!(short.contains("axes give [2]"), "{short}");
+    let outside = with(
+        &["detected"],
+        json!([{"cell": 99, "index": [9, 9], "value": 1.0, "z": 3.0}]),
+    );
+    assert!(outside.contains("outside the grid"), "{outside}");
+    let version = with(&["spec", "version"], json!(7));
+    assert!(version.contains("version 7"), "{version}");
+    assert!(
+        Results::from_json("{")
+            .unwrap_err()
+            .to_string()
+            .contains("malformed")
+    );
+}
