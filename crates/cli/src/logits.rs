@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use clap::Args;
 use patchbay_model::logits::top_k;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, load_gpt2_dir};
+use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, load_dir};
 use serde_json::json;
 
 use crate::BackendChoice;
+use crate::files::{Exit, print};
 
 /// What both commands take: a checkpoint, a prompt, a backend.
 #[derive(Args)]
@@ -30,9 +31,8 @@ impl ForwardArgs {
     /// The model, the prompt's tokens, the tokenizer and the backend's name.
     fn load(&self) -> Result<(Gpt2, Vec<u32>, Gpt2Tokenizer, String), String> {
         let backend = self.backend.create()?;
-        let gpt2 = load_gpt2_dir(&self.model, &backend.device, backend.max_binding_bytes)
-            .map_err(|e| e.to_string())?;
-        let tokenizer = Gpt2Tokenizer::from_dir(&self.model).map_err(|e| e.to_string())?;
+        let (gpt2, tokenizer) =
+            load_dir(&self.model, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
         let tokens = tokenizer
             .encode(&self.prompt, self.prepend_bos)
             .map_err(|e| e.to_string())?;
@@ -61,7 +61,7 @@ pub struct BenchArgs {
     all_positions: bool,
 }
 
-pub fn run(args: LogitsArgs) -> Result<(), String> {
+pub fn run(args: LogitsArgs) -> Result<(), Exit> {
     let (gpt2, tokens, tokenizer, backend) = args.forward.load()?;
     let logits = gpt2
         .forward(&[tokens.clone()], &mut Hooks::none(), LogitsAt::Last)
@@ -72,23 +72,19 @@ pub fn run(args: LogitsArgs) -> Result<(), String> {
         .try_into_vec::<f32>()
         .map_err(|e| format!("{e:?}"))?;
     if args.json {
-        println!(
-            "{}",
-            json!({ "tokens": tokens, "logits": logits, "backend": backend })
-        );
-        return Ok(());
+        return print(&json!({ "tokens": tokens, "logits": logits, "backend": backend }).to_string());
     }
     let shown: Vec<String> = tokens.iter().map(|&id| tokenizer.display(id)).collect();
-    println!("backend: {backend}");
-    println!("tokens ({}): {}", tokens.len(), shown.join(" | "));
-    println!("top next tokens:");
+    print(&format!("backend: {backend}"))?;
+    print(&format!("tokens ({}): {}", tokens.len(), shown.join(" | ")))?;
+    print("top next tokens:")?;
     for (id, p) in top_k(&logits, 10) {
-        println!("  {:>6}  {:<20} {:.4}", id, tokenizer.display(id), p);
+        print(&format!("  {:>6}  {:<20} {:.4}", id, tokenizer.display(id), p))?;
     }
     Ok(())
 }
 
-pub fn bench(args: BenchArgs) -> Result<(), String> {
+pub fn bench(args: BenchArgs) -> Result<(), Exit> {
     let (gpt2, tokens, _, backend) = args.forward.load()?;
     let tokens = vec![tokens];
     let at = if args.all_positions {
@@ -108,9 +104,8 @@ pub fn bench(args: BenchArgs) -> Result<(), String> {
     pass()?;
     let mut ms = (0..args.iters).map(|_| pass()).collect::<Result<Vec<_>, _>>()?;
     ms.sort_by(f64::total_cmp);
-    println!(
-        "{}",
-        json!({ "backend": backend, "tokens": tokens[0].len(), "ms": ms, "median_ms": ms[ms.len() / 2] })
-    );
-    Ok(())
+    print(
+        &json!({ "backend": backend, "tokens": tokens[0].len(), "ms": ms, "median_ms": ms[ms.len() / 2] })
+            .to_string(),
+    )
 }

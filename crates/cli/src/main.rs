@@ -1,9 +1,11 @@
 //! `patchbay`: Patchbay's experiments from the command line.
 //!
 //! Every failure is printed as one clear line on stderr with exit status 1; nothing panics on
-//! bad input.
+//! bad input, and a closed pipe on stdout ends the command quietly.
 
 mod expand;
+mod files;
+mod init;
 mod logits;
 mod report;
 mod run;
@@ -13,6 +15,7 @@ mod train;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use files::Exit;
 use patchbay_model::backend::{self, Backend};
 
 #[derive(Parser)]
@@ -37,6 +40,9 @@ enum Command {
     BenchForward(logits::BenchArgs),
     /// Trains a small GPT-2 on IOI and greater-than (CPU, seeded) and measures its IOI circuit.
     Train(train::TrainArgs),
+    /// Writes a seeded GPT-2 of one of the family's shapes as a Hub checkpoint (benchmarks, no
+    /// download).
+    Init(init::InitArgs),
 }
 
 /// Where the model runs.
@@ -66,10 +72,11 @@ fn main() -> ExitCode {
         Command::Expand(args) => expand::run(args),
         Command::BenchForward(args) => logits::bench(args),
         Command::Train(args) => train::run(args),
+        Command::Init(args) => init::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Ok(()) | Err(Exit::Quiet) => ExitCode::SUCCESS,
+        Err(Exit::Error(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use patchbay_model::Gpt2Config;
-use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
+use patchbay_model::load_dir;
 use patchbay_patching::analysis::known_circuits::{self, KnownCircuit};
 use patchbay_patching::export::heatmap;
-use patchbay_patching::{ExperimentSpec, ModelSource, Progress, Results, RunOptions, run_experiment};
+use patchbay_patching::{ExperimentSpec, ModelSource, Progress, RunOptions, run_experiment};
 
 use crate::BackendChoice;
+use crate::files::{Exit, OutDir, print, read_spec};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -69,14 +70,21 @@ pub(crate) fn model_dir(
     }
 }
 
-pub fn run(args: RunArgs) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.spec).map_err(|e| format!("{}: {e}", args.spec.display()))?;
-    let spec = ExperimentSpec::from_json(&text).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+/// The file that lists what a run wrote into its folder.
+const MANIFEST: &str = "results.json";
+
+pub fn run(args: RunArgs) -> Result<(), Exit> {
+    let spec = read_spec(&args.spec)?;
     let dir = model_dir(&spec, &args.spec, args.model)?;
+    // A folder that cannot be written is found out before the run, not after it.
+    let out = match (&args.out, args.json) {
+        (Some(out), false) => Some(OutDir::open(out, MANIFEST)?),
+        _ => None,
+    };
     let start = std::time::Instant::now();
     let backend = args.backend.create()?;
-    let model = load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
-    let tokenizer = Gpt2Tokenizer::from_dir(&dir).map_err(|e| e.to_string())?;
+    let (model, tokenizer) =
+        load_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let load_s = start.elapsed().as_secs_f64();
     let quiet = args.quiet;
     let mut report = |p: &Progress| {
@@ -101,27 +109,14 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     if args.timings {
         eprintln!("{}", serde_json::json!({ "load_s": load_s, "run_s": run_s }));
     }
-    let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-    if args.json {
-        println!("{json}");
-        return Ok(());
-    }
-    let out = args.out.expect("clap requires --out without --json");
-    write_outputs(&out, &results, &json).map_err(|e| format!("{}: {e}", out.display()))?;
-    if !quiet {
-        eprintln!("wrote {}", out.display());
-    }
-    Ok(())
-}
-
-fn write_outputs(out: &Path, results: &Results, json: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("results.json"), json)?;
+    let Some(mut out) = out else {
+        return print(&serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?);
+    };
     for view in results.views() {
-        std::fs::write(out.join(format!("{}.csv", view.key)), results.csv(view.grid))?;
+        out.write(&format!("{}.csv", view.key), results.csv(view.grid))?;
         // Window and attribution grids share the main grid's axes.
-        std::fs::write(
-            out.join(format!("{}.svg", view.key)),
+        out.write(
+            &format!("{}.svg", view.key),
             heatmap::svg(
                 view.grid,
                 &results.axes,
@@ -130,6 +125,16 @@ fn write_outputs(out: &Path, results: &Results, json: &str) -> std::io::Result<(
                 view.limit,
             ),
         )?;
+    }
+    out.finish(
+        MANIFEST,
+        serde_json::to_value(&results).map_err(|e| e.to_string())?,
+    )?;
+    if !quiet {
+        eprintln!(
+            "wrote {}",
+            args.out.as_deref().unwrap_or(Path::new(".")).display()
+        );
     }
     Ok(())
 }

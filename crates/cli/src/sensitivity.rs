@@ -6,12 +6,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use patchbay_model::{Gpt2Tokenizer, load_gpt2_dir};
+use patchbay_model::load_dir;
 use patchbay_patching::analysis::sensitivity::{Choices, CorruptionChoice, Sensitivity, sensitivity};
 use patchbay_patching::spec::dataset::IoiNames;
-use patchbay_patching::{Direction, ExperimentSpec, MetricKind, Progress, RunOptions};
+use patchbay_patching::{Direction, MetricKind, Progress, RunOptions};
 
 use crate::BackendChoice;
+use crate::files::{Exit, OutDir, print, read_spec};
 use crate::run::{known_circuit, model_dir};
 
 #[derive(Args)]
@@ -65,9 +66,11 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, St
         .map_err(|_| format!("`{text}` is not a {what}"))
 }
 
-pub fn run(args: SensitivityArgs) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.spec).map_err(|e| format!("{}: {e}", args.spec.display()))?;
-    let spec = ExperimentSpec::from_json(&text).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+/// The file that lists what a run wrote into its folder.
+const MANIFEST: &str = "sensitivity.json";
+
+pub fn run(args: SensitivityArgs) -> Result<(), Exit> {
+    let spec = read_spec(&args.spec)?;
     let default_seed = spec.dataset.as_ref().map_or(spec.seed, |d| d.seed);
     let choices = Choices {
         corruptions: args
@@ -92,10 +95,15 @@ pub fn run(args: SensitivityArgs) -> Result<(), String> {
         },
         samples: args.samples,
     };
+    choices.check().map_err(|e| e.to_string())?;
     let dir = model_dir(&spec, &args.spec, args.model)?;
+    let out = match (&args.out, args.json) {
+        (Some(out), false) => Some(OutDir::open(out, MANIFEST)?),
+        _ => None,
+    };
     let backend = args.backend.create()?;
-    let model = load_gpt2_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
-    let tokenizer = Gpt2Tokenizer::from_dir(&dir).map_err(|e| e.to_string())?;
+    let (model, tokenizer) =
+        load_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let circuit = known_circuit(&dir, &model.config)?;
     let mut report = |p: &Progress| {
         if !args.json {
@@ -114,21 +122,23 @@ pub fn run(args: SensitivityArgs) -> Result<(), String> {
         &mut report,
     ))
     .map_err(|e| e.to_string())?;
-    let json = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
-    if args.json {
-        println!("{json}");
-        return Ok(());
-    }
+    let Some(mut out) = out else {
+        return print(&serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
+    };
     eprintln!();
-    let out = args.out.expect("clap requires --out without --json");
-    write(&out, &result, &json).map_err(|e| format!("{}: {e}", out.display()))?;
-    eprintln!("wrote {}", out.display());
+    write(&mut out, &result)?;
+    out.finish(
+        MANIFEST,
+        serde_json::to_value(&result).map_err(|e| e.to_string())?,
+    )?;
+    eprintln!(
+        "wrote {}",
+        args.out.as_deref().unwrap_or(std::path::Path::new(".")).display()
+    );
     Ok(())
 }
 
-fn write(out: &std::path::Path, result: &Sensitivity, json: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("sensitivity.json"), json)?;
+fn write(out: &mut OutDir, result: &Sensitivity) -> Result<(), String> {
     let labels: Vec<String> = result.cases.iter().map(|c| format!("\"{}\"", c.label)).collect();
     let matrix = |rows: Vec<Vec<String>>| {
         let mut csv = format!("case,{}\n", labels.join(","));
@@ -137,8 +147,8 @@ fn write(out: &std::path::Path, result: &Sensitivity, json: &str) -> std::io::Re
         }
         csv
     };
-    std::fs::write(
-        out.join("jaccard.csv"),
+    out.write(
+        "jaccard.csv",
         matrix(
             result
                 .jaccard
@@ -147,8 +157,8 @@ fn write(out: &std::path::Path, result: &Sensitivity, json: &str) -> std::io::Re
                 .collect(),
         ),
     )?;
-    std::fs::write(
-        out.join("spearman.csv"),
+    out.write(
+        "spearman.csv",
         matrix(
             result
                 .spearman
@@ -178,7 +188,7 @@ fn write(out: &std::path::Path, result: &Sensitivity, json: &str) -> std::io::Re
                 cells.join(",")
             ));
         }
-        std::fs::write(out.join("table1.csv"), csv)?;
+        out.write("table1.csv", csv)?;
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
+use crate::files::Exit;
 use crate::report;
 
 #[derive(Args, Clone, Debug)]
@@ -173,7 +174,7 @@ fn learning_rate(peak: f64, step: usize, steps: usize) -> f64 {
     peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
 }
 
-pub fn run(args: TrainArgs) -> Result<(), String> {
+pub fn run(args: TrainArgs) -> Result<(), Exit> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build_global()
@@ -186,7 +187,7 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
 
     if args.measure_only {
-        return measure_again(&args.out, &tokenizer);
+        return Ok(measure_again(&args.out, &tokenizer)?);
     }
     let start = Instant::now();
     let model = train(&args, &config, &tokenizer)?;
@@ -243,6 +244,7 @@ fn measure_again(out: &Path, tokenizer: &Gpt2Tokenizer) -> Result<(), String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let cpu = patchbay_model::backend::cpu();
     let model = load_gpt2_dir(out, &cpu.device, None).map_err(|e| e.to_string())?;
+    tokenizer.check_fits(&model.config).map_err(|e| e.to_string())?;
     let report = report::measure(&model, tokenizer)?;
     metrics["held_out"] = report.held_out;
     metrics["circuit"] = report.circuit;

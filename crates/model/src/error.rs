@@ -14,9 +14,17 @@ pub enum ModelError {
     )]
     Truncated {
         tensor: String,
-        expected: usize,
-        found: usize,
+        expected: u64,
+        found: u64,
     },
+    #[error(
+        "model.safetensors has {extra} bytes after its tensor data (its header describes {expected} bytes); the file was altered or is not one checkpoint. Download the file again"
+    )]
+    TrailingBytes { extra: u64, expected: u64 },
+    #[error(
+        "config.json describes a GPT-2 of {parameters} parameters, more than model.safetensors can hold with its {data_len} bytes of tensor data (2 bytes a parameter at least); the config and the weights are not the same model"
+    )]
+    ConfigMismatch { parameters: u64, data_len: u64 },
     #[error(
         "model.safetensors has no tensor `{0}` (looked with and without the `transformer.` prefix); is this a GPT-2 checkpoint?"
     )]
@@ -31,6 +39,18 @@ pub enum ModelError {
     Dtype { name: String, found: String },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("{file}: {reason}")]
+    TokenizerFile { file: &'static str, reason: String },
+    #[error(
+        "{0} has neither tokenizer.json nor vocab.json + merges.txt; copy the model's tokenizer files into the folder"
+    )]
+    NoTokenizer(String),
+    #[error(
+        "the tokenizer has {tokenizer} token ids but the model's vocabulary only {model} rows (vocab_size in config.json); they are not from the same model"
+    )]
+    VocabMismatch { tokenizer: usize, model: usize },
+    #[error("the prompt has {bytes} bytes, more than the limit of {limit} (MAX_PROMPT_BYTES)")]
+    PromptTooLong { bytes: usize, limit: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("the prompt has {tokens} tokens but the model's context holds {n_ctx}")]
@@ -55,6 +75,15 @@ pub enum ModelError {
     NotCached(String),
     #[error("backend: {0}")]
     Backend(String),
+    #[error("{path} is {kind}; a model folder must hold regular files (a link to one is fine)")]
+    NotAFile { path: String, kind: &'static str },
+    #[error("{path} has {size} bytes, more than the limit of {limit} ({limit_name})")]
+    TooLarge {
+        path: String,
+        size: u64,
+        limit: usize,
+        limit_name: &'static str,
+    },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }

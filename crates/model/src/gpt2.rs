@@ -113,6 +113,7 @@ impl Attention {
         layer: usize,
         x: Tensor<3>,
         past: Option<&(Tensor<4>, Tensor<4>)>,
+        future: &Tensor<4, Bool>,
         hooks: &mut Hooks,
     ) -> Result<Tensor<3>, ModelError> {
         let [batch, len, d_model] = x.dims();
@@ -126,30 +127,23 @@ impl Attention {
         let q = hooks.per_head(HookPoint::Q(layer), split(0))?;
         let k = hooks.per_head(HookPoint::K(layer), split(1))?;
         let v = hooks.per_head(HookPoint::V(layer), split(2))?;
-        let (k, v, offset) = match past {
+        let (k, v) = match past {
             Some((pk, pv)) => {
                 let plen = pk.dims()[1];
                 let shape = [batch, plen, n_head, d_head];
                 (
                     Tensor::cat(vec![pk.clone().expand(shape), k], 1),
                     Tensor::cat(vec![pv.clone().expand(shape), v], 1),
-                    plen,
                 )
             }
-            None => (k, v, 0),
+            None => (k, v),
         };
-        let total = offset + len;
+        let total = k.dims()[1];
         let scores = q
             .swap_dims(1, 2)
             .matmul(k.permute([0, 2, 3, 1]))
             .div_scalar((d_head as f32).sqrt());
-        // Query row i sits at position offset + i and sees keys 0..=offset + i.
-        let future: Vec<bool> = (0..len)
-            .flat_map(|i| (0..total).map(move |j| j > offset + i))
-            .collect();
-        let future = Tensor::<2, Bool>::from_data(TensorData::new(future, [len, total]), &scores.device())
-            .reshape([1, 1, len, total])
-            .expand([batch, n_head, len, total]);
+        let future = future.clone().expand([batch, n_head, len, total]);
         let pattern = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
         let pattern = hooks.per_head(HookPoint::Pattern(layer), pattern)?;
         let z = pattern.matmul(v.swap_dims(1, 2)).swap_dims(1, 2);
@@ -188,11 +182,12 @@ impl Block {
         layer: usize,
         resid_pre: Tensor<3>,
         past: Option<&(Tensor<4>, Tensor<4>)>,
+        future: &Tensor<4, Bool>,
         hooks: &mut Hooks,
     ) -> Result<Tensor<3>, ModelError> {
         let attn_out = self
             .attn
-            .forward(layer, self.ln_1.forward(resid_pre.clone()), past, hooks)?;
+            .forward(layer, self.ln_1.forward(resid_pre.clone()), past, future, hooks)?;
         let attn_out = hooks.stream(HookPoint::AttnOut(layer), attn_out)?;
         let resid_mid = hooks.stream(HookPoint::ResidMid(layer), resid_pre + attn_out)?;
         let mlp_out = self
@@ -201,6 +196,14 @@ impl Block {
         let mlp_out = hooks.stream(HookPoint::MlpOut(layer), mlp_out)?;
         hooks.stream(HookPoint::ResidPost(layer), resid_mid + mlp_out)
     }
+}
+
+/// The causal mask of one forward pass over `len` positions after a prefix of `offset`,
+/// `[1, 1, len, offset + len]`, built once on the device and shared by every layer: query row
+/// i sits at position offset + i and sees keys 0..=offset + i, so key j is masked (true) where
+/// j > i + offset.
+fn causal_mask(len: usize, offset: usize, device: &Device) -> Tensor<4, Bool> {
+    Tensor::<4, Bool>::tril_mask([1, 1, len, offset + len], offset as i64, device)
 }
 
 /// GPT-2 with a tied unembedding.
@@ -314,16 +317,27 @@ impl Gpt2 {
             });
         }
         hooks.set_offset(offset);
+        let future = causal_mask(len, offset, &resid.device());
         let mut resid = resid;
         for (l, block) in self.blocks.iter().enumerate().skip(layer) {
             let past = match prefix {
-                Some(p) => Some(p.kv.get(l).and_then(Option::as_ref).ok_or_else(|| {
-                    ModelError::Backend(format!("prefix has no keys and values for layer {l}"))
-                })?),
+                Some(p) => {
+                    let kv = p.kv.get(l).and_then(Option::as_ref).ok_or_else(|| {
+                        ModelError::Backend(format!("prefix has no keys and values for layer {l}"))
+                    })?;
+                    if kv.0.dims()[1] != offset || kv.1.dims()[1] != offset {
+                        return Err(ModelError::Backend(format!(
+                            "prefix of {offset} positions holds keys of {} and values of {} positions at layer {l}",
+                            kv.0.dims()[1],
+                            kv.1.dims()[1]
+                        )));
+                    }
+                    Some(kv)
+                }
                 None => None,
             };
             resid = hooks.stream(HookPoint::ResidPre(l), resid)?;
-            resid = block.forward(l, resid, past, hooks)?;
+            resid = block.forward(l, resid, past, &future, hooks)?;
         }
         if logits_at == LogitsAt::Last {
             resid = resid.narrow(1, len - 1, 1);
@@ -337,5 +351,24 @@ impl Gpt2 {
         };
         let logits = self.wte.unembed(final_resid.reshape([batch * rows, d_model]));
         Ok(logits.reshape([batch, rows, self.config.vocab_size]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_causal_mask_hides_exactly_the_future() {
+        let device = Device::flex();
+        for (len, offset) in [(1, 0), (4, 0), (3, 2), (1, 5), (5, 1)] {
+            let mask = causal_mask(len, offset, &device);
+            assert_eq!(mask.dims(), [1, 1, len, offset + len]);
+            let got: Vec<bool> = mask.into_data().try_into_vec::<bool>().unwrap();
+            let expected: Vec<bool> = (0..len)
+                .flat_map(|i| (0..offset + len).map(move |j| j > offset + i))
+                .collect();
+            assert_eq!(got, expected, "len {len}, offset {offset}");
+        }
     }
 }

@@ -95,34 +95,6 @@ impl HookPoint {
             _ => HookLayout::Stream,
         }
     }
-
-    /// The same kind of hook at another layer (`ResidPre(3).at_layer(5) == ResidPre(5)`);
-    /// hooks without a layer are returned unchanged.
-    pub fn at_layer(&self, layer: usize) -> HookPoint {
-        use HookPoint::*;
-        match self {
-            Embed | PosEmbed | LnFinal => *self,
-            ResidPre(_) => ResidPre(layer),
-            Q(_) => Q(layer),
-            K(_) => K(layer),
-            V(_) => V(layer),
-            Pattern(_) => Pattern(layer),
-            Z(_) => Z(layer),
-            AttnOut(_) => AttnOut(layer),
-            ResidMid(_) => ResidMid(layer),
-            MlpPost(_) => MlpPost(layer),
-            MlpOut(_) => MlpOut(layer),
-            ResidPost(_) => ResidPost(layer),
-        }
-    }
-
-    /// Checks that the hook's layer exists in a model with `n_layer` layers.
-    pub fn check_layer(&self, n_layer: usize) -> Result<(), ModelError> {
-        match self.layer() {
-            Some(layer) if layer >= n_layer => Err(ModelError::LayerOutOfRange { layer, n_layer }),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl fmt::Display for HookPoint {

@@ -6,87 +6,63 @@
 //! same seed gives bit-identical weights on every backend and every run (burn's own device seed
 //! is process-global, which parallel tests would share).
 
-use burn::module::Param;
-use burn::nn::{LayerNormConfig, Linear};
+use std::collections::HashMap;
+
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::gpt2::{Attention, Block, Mlp, SplitEmbedding};
-use crate::{Gpt2, Gpt2Config};
+use crate::hub::{Role, Slot, assemble, hub_tensors};
+use crate::{Gpt2, Gpt2Config, ModelError};
 
 /// GPT-2's `initializer_range`.
 const STD: f32 = 0.02;
 
-struct Init<'a> {
-    rng: ChaCha8Rng,
-    device: &'a Device,
-}
-
-impl Init<'_> {
-    fn normal<const D: usize>(&mut self, shape: [usize; D], std: f32) -> Param<Tensor<D>> {
-        let normal = Normal::new(0.0f32, std).expect("a positive standard deviation");
-        let values: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| normal.sample(&mut self.rng))
-            .collect();
-        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), self.device))
-    }
-
-    fn linear(&mut self, d_in: usize, d_out: usize, std: f32) -> Linear {
-        Linear {
-            weight: self.normal([d_in, d_out], std),
-            bias: Some(Param::from_tensor(Tensor::zeros([d_out], self.device))),
-        }
-    }
-}
-
 impl Gpt2Config {
     /// A GPT-2 of this shape with GPT-2's initialisation, drawn from `seed`, on `device` (an
-    /// autodiff device for training). The token embedding is one block: no binding limit.
+    /// autodiff device for training). The token embedding is one block: no binding limit. The
+    /// config must be valid ([`Gpt2Config::validate`]).
+    ///
+    /// The weights are drawn in the order of the Hub key table (wte, wpe, then each block's
+    /// `c_attn`, `attn.c_proj`, `c_fc`, `mlp.c_proj`), which fixes the values a seed gives.
     pub fn init(&self, device: &Device, seed: u64) -> Gpt2 {
-        let mut init = Init {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            device,
-        };
-        let (d, d_mlp) = (self.n_embd, self.d_mlp());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let residual_std = STD / (2.0 * self.n_layer as f32).sqrt();
-        let layer_norm = || {
-            LayerNormConfig::new(d)
-                .with_epsilon(self.layer_norm_epsilon)
-                .init(device)
-        };
-        let wte = init.normal([self.vocab_size, d], STD);
-        let wpe = init.normal([self.n_positions, d], STD);
-        let blocks = (0..self.n_layer)
-            .map(|_| Block {
-                ln_1: layer_norm(),
-                attn: Attention {
-                    c_attn: init.linear(d, 3 * d, STD),
-                    c_proj: init.linear(d, d, residual_std),
-                    n_head: self.n_head,
-                },
-                ln_2: layer_norm(),
-                mlp: Mlp {
-                    c_fc: init.linear(d, d_mlp, STD),
-                    c_proj: init.linear(d_mlp, d, residual_std),
-                },
+        let mut values: HashMap<Slot, TensorData> = hub_tensors(self)
+            .into_iter()
+            .map(|entry| {
+                let n = entry.shape.iter().product::<usize>();
+                let values: Vec<f32> = match entry.slot {
+                    slot if slot.is_norm_gain() => vec![1.0; n],
+                    Slot::Block(_, _, Role::Bias) | Slot::LnF(Role::Bias) => vec![0.0; n],
+                    Slot::Block(_, part, Role::Weight) if part.is_residual_projection() => {
+                        normal(&mut rng, n, residual_std)
+                    }
+                    _ => normal(&mut rng, n, STD),
+                };
+                (entry.slot, TensorData::new(values, entry.shape))
             })
             .collect();
-        Gpt2 {
-            wte: SplitEmbedding { chunks: vec![wte] },
-            wpe,
-            blocks,
-            ln_f: layer_norm(),
-            config: self.clone(),
-        }
+        assemble(self, device, self.vocab_size, |slot| {
+            values
+                .remove(&slot)
+                .ok_or_else(|| ModelError::Backend(format!("no initial value for {slot:?}")))
+        })
+        .expect("the table holds every slot once, with its shape")
     }
+}
+
+fn normal(rng: &mut ChaCha8Rng, n: usize, std: f32) -> Vec<f32> {
+    let normal = Normal::new(0.0f32, std).expect("a positive standard deviation");
+    (0..n).map(|_| normal.sample(rng)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Hooks, LogitsAt};
+    use burn::module::Param;
 
     fn values<const D: usize>(p: &Param<Tensor<D>>) -> Vec<f32> {
         p.val().into_data().try_into_vec_as::<f32>().unwrap()

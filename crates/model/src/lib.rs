@@ -1,7 +1,8 @@
 //! GPT-2 in burn, built for activation patching.
 //!
-//! - [`Gpt2`]: the model, loaded from a Hub-layout checkpoint by [`load_gpt2`], runnable on the
-//!   CPU or a GPU ([`backend`]) and from any layer.
+//! - [`Gpt2`]: the model, loaded from a Hub-layout checkpoint by [`load_gpt2`] (or a folder,
+//!   with its tokenizer, by `load_dir`), runnable on the CPU or a GPU ([`backend`]) and from
+//!   any layer. Every size a file may set is bounded by a `MAX_*` constant.
 //! - [`HookPoint`]: every activation, named as TransformerLens names it.
 //! - [`ActivationCache`] records the hooks asked for; [`Intervention`]s edit them, one edit per
 //!   variant of a batch.
@@ -13,8 +14,13 @@ pub mod backend;
 mod cache;
 mod config;
 mod error;
+#[cfg(not(target_family = "wasm"))]
+mod files;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod gpt2;
 mod hook;
+mod hub;
 mod init;
 mod intervention;
 mod loader;
@@ -24,17 +30,23 @@ mod save;
 mod tokenizer;
 
 pub use cache::{Activation, ActivationCache};
-pub use config::Gpt2Config;
+pub use config::{
+    Gpt2Config, MAX_CONFIG_BYTES, MAX_N_EMBD, MAX_N_HEAD, MAX_N_INNER, MAX_N_LAYER, MAX_N_POSITIONS,
+    MAX_VOCAB_SIZE,
+};
 pub use error::ModelError;
 pub use gpt2::{Attention, Block, Gpt2, LogitsAt, Mlp, Prefix, SplitEmbedding};
 pub use hook::{HookLayout, HookPoint};
 pub use intervention::{EditOp, Hooks, Intervention, Selection};
+pub use loader::{MAX_SAFETENSORS_HEADER_BYTES, infer_config, load_gpt2};
 #[cfg(not(target_family = "wasm"))]
-pub use loader::load_gpt2_dir;
-pub use loader::{infer_config, load_gpt2};
+pub use loader::{load_dir, load_gpt2_dir};
 pub use readback::read_f32;
 pub use save::SaveDtype;
-pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
+pub use tokenizer::{
+    END_OF_TEXT, Gpt2Tokenizer, MAX_ADDED_TOKEN_BYTES, MAX_ADDED_TOKENS, MAX_PROMPT_BYTES,
+    MAX_TOKENIZER_FILE_BYTES,
+};
 
 /// burn, re-exported so that dependents use the same version and features.
 pub use burn;

@@ -1,19 +1,28 @@
 //! Loads a Hugging Face Hub GPT-2 checkpoint (`config.json` + `model.safetensors`) into
-//! [`Gpt2`], through the `safetensors` crate.
+//! [`Gpt2`], through the `safetensors` crate and the key table of [`crate::hub`].
 //!
 //! The Hub layout: keys with or without a `transformer.` prefix, Conv1D weights stored
 //! `[in, out]` (already the layout of burn's `Linear`), no `lm_head` (tied to `wte`), and
 //! `attn.bias` / `attn.masked_bias` causal-mask buffers that are not parameters and are ignored.
+//!
+//! A file is checked before its tensor data is touched: the header length against
+//! [`MAX_SAFETENSORS_HEADER_BYTES`], the header against the file's size (cut off or with bytes
+//! after its data), and the tensors the config implies against the header.
 
-use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use std::collections::HashMap;
+
 use burn::prelude::*;
 use burn::tensor::DType;
-use safetensors::tensor::{Dtype, Metadata};
-use safetensors::{SafeTensorError, SafeTensors};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
-use crate::gpt2::{Attention, Block, Mlp, SplitEmbedding};
+use crate::config::MAX_N_LAYER;
+use crate::hub::{HubTensor, Slot, assemble, hub_tensors};
 use crate::{Gpt2, Gpt2Config, ModelError};
+
+/// The longest safetensors header read, in bytes. GPT-2 XL's header is under 100 KB and one of
+/// [`crate::MAX_N_LAYER`] layers would be about 250 KB; the `safetensors` crate's own limit,
+/// 100 MB, lets a header of a million empty tensors take 1.7 GB and 17 s to parse.
+pub const MAX_SAFETENSORS_HEADER_BYTES: usize = 16 << 20;
 
 /// Builds GPT-2 from the text of `config.json` and the bytes of `model.safetensors`.
 ///
@@ -26,210 +35,273 @@ pub fn load_gpt2(
     max_binding_bytes: Option<u64>,
 ) -> Result<Gpt2, ModelError> {
     let config = Gpt2Config::from_json(config_json)?;
-    let file = Checkpoint::parse(safetensors)?;
-    let (d, d_mlp, vocab) = (config.n_embd, config.d_mlp(), config.vocab_size);
-    let eps = config.layer_norm_epsilon;
+    build(
+        &config,
+        &Checkpoint::parse(safetensors)?,
+        device,
+        max_binding_bytes,
+    )
+}
 
-    // Split on the host: the whole matrix may not fit in one device buffer.
-    let wte: Vec<f32> = file
-        .host("wte.weight", [vocab, d])?
-        .try_into_vec::<f32>()
-        .expect("f32 after conversion");
+/// GPT-2 of shape `config` from a parsed checkpoint.
+fn build(
+    config: &Gpt2Config,
+    file: &Checkpoint,
+    device: &Device,
+    max_binding_bytes: Option<u64>,
+) -> Result<Gpt2, ModelError> {
+    let table = hub_tensors(config);
+    check_tensors(&file.metadata, config, &table)?;
+    let (d, vocab) = (config.n_embd as u64, config.vocab_size);
     let rows = match max_binding_bytes {
-        Some(limit) => ((limit / (4 * d as u64)) as usize).clamp(1, vocab),
+        Some(limit) => usize::try_from(limit / (4 * d)).unwrap_or(vocab).clamp(1, vocab),
         None => vocab,
     };
-    let chunks = (0..vocab)
-        .step_by(rows)
-        .map(|start| {
-            let n = rows.min(vocab - start);
-            let block = wte[start * d..(start + n) * d].to_vec();
-            Param::from_tensor(Tensor::from_data(TensorData::new(block, [n, d]), device))
-        })
-        .collect();
-    let wpe = file.tensor("wpe.weight", [config.n_positions, d], device)?;
-
-    let blocks = (0..config.n_layer)
-        .map(|l| {
-            let h = format!("h.{l}");
-            Ok(Block {
-                ln_1: file.layer_norm(&format!("{h}.ln_1"), d, eps, device)?,
-                attn: Attention {
-                    c_attn: file.linear(&format!("{h}.attn.c_attn"), d, 3 * d, device)?,
-                    c_proj: file.linear(&format!("{h}.attn.c_proj"), d, d, device)?,
-                    n_head: config.n_head,
-                },
-                ln_2: file.layer_norm(&format!("{h}.ln_2"), d, eps, device)?,
-                mlp: Mlp {
-                    c_fc: file.linear(&format!("{h}.mlp.c_fc"), d, d_mlp, device)?,
-                    c_proj: file.linear(&format!("{h}.mlp.c_proj"), d_mlp, d, device)?,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, ModelError>>()?;
-    let ln_f = file.layer_norm("ln_f", d, eps, device)?;
-
-    Ok(Gpt2 {
-        wte: SplitEmbedding { chunks },
-        wpe: Param::from_tensor(wpe),
-        blocks,
-        ln_f,
-        config,
-    })
+    let by_slot: HashMap<Slot, &HubTensor> = table.iter().map(|t| (t.slot, t)).collect();
+    assemble(config, device, rows, |slot| file.host(by_slot[&slot]))
 }
 
 /// GPT-2's shape read from a checkpoint's tensors, for a `model.safetensors` that came without
 /// its `config.json`. Heads are taken to be 64 wide, as in every OpenAI GPT-2.
 pub fn infer_config(safetensors: &[u8]) -> Result<Gpt2Config, ModelError> {
     let file = Checkpoint::parse(safetensors)?;
-    let wte = file.shape("wte.weight")?;
-    let wpe = file.shape("wpe.weight")?;
-    let n_layer = (0..)
-        .take_while(|l| file.shape(&format!("h.{l}.ln_1.weight")).is_ok())
-        .count();
-    let d = wte[1];
-    if n_layer == 0 || d % 64 != 0 {
-        return Err(ModelError::Config(format!(
-            "cannot tell this checkpoint's shape without config.json ({n_layer} layers, width {d})"
+    let cannot_tell = |why: String| {
+        ModelError::Config(format!(
+            "cannot tell this checkpoint's shape without config.json: {why}"
+        ))
+    };
+    let matrix = |name: &str| -> Result<[usize; 2], ModelError> {
+        match file.shape(name)?[..] {
+            [rows, cols] => Ok([rows, cols]),
+            ref other => Err(cannot_tell(format!("`{name}` has shape {other:?}, not a matrix"))),
+        }
+    };
+    let [vocab, d] = matrix("wte.weight")?;
+    let [n_positions, d_pos] = matrix("wpe.weight")?;
+    if d_pos != d {
+        return Err(cannot_tell(format!(
+            "`wte.weight` is {d} wide but `wpe.weight` is {d_pos}"
         )));
     }
-    let d_mlp = file.shape("h.0.mlp.c_fc.weight")?[1];
-    let config = Gpt2Config::new(n_layer, d / 64, d, wpe[0])
-        .with_vocab_size(wte[0])
+    let n_layer = (0..=MAX_N_LAYER)
+        .take_while(|l| file.shape(&format!("h.{l}.ln_1.weight")).is_ok())
+        .count();
+    if n_layer == 0 || d == 0 || d % 64 != 0 {
+        return Err(cannot_tell(format!(
+            "{n_layer} layers of width {d}, not a multiple of GPT-2's 64-wide heads"
+        )));
+    }
+    let [d_in, d_mlp] = matrix("h.0.mlp.c_fc.weight")?;
+    if d_in != d {
+        return Err(cannot_tell(format!(
+            "`h.0.mlp.c_fc.weight` takes {d_in} inputs but the model is {d} wide"
+        )));
+    }
+    let config = Gpt2Config::new(n_layer, d / 64, d, n_positions)
+        .with_vocab_size(vocab)
         .with_n_inner((d_mlp != 4 * d).then_some(d_mlp));
     config.validate()?;
     Ok(config)
 }
 
-/// Reads `config.json` and `model.safetensors` from a Hub-layout folder.
+/// Reads `config.json` and `model.safetensors` from a Hub-layout folder: regular files only
+/// (a FIFO or a device is refused before it is opened), `config.json` within
+/// [`crate::MAX_CONFIG_BYTES`], and the checkpoint's header checked against the config and the
+/// file's size before its tensor data is read.
 #[cfg(not(target_family = "wasm"))]
 pub fn load_gpt2_dir(
     dir: &std::path::Path,
     device: &Device,
     max_binding_bytes: Option<u64>,
 ) -> Result<Gpt2, ModelError> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|source| ModelError::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    let config = String::from_utf8(read("config.json")?)
-        .map_err(|_| ModelError::Config("config.json is not UTF-8 text".into()))?;
-    load_gpt2(&config, &read("model.safetensors")?, device, max_binding_bytes)
+    let config_json = crate::files::read_bounded(
+        &dir.join("config.json"),
+        crate::MAX_CONFIG_BYTES,
+        "MAX_CONFIG_BYTES",
+    )?;
+    let config_json = String::from_utf8(config_json)
+        .map_err(|_| ModelError::Config("the file is not UTF-8 text".into()))?;
+    let config = Gpt2Config::from_json(&config_json)?;
+    let table = hub_tensors(&config);
+    let (weights, header_len, metadata) =
+        crate::files::read_safetensors(&dir.join("model.safetensors"), |metadata| {
+            check_tensors(metadata, &config, &table)
+        })?;
+    let file = Checkpoint::new(&weights, header_len, metadata);
+    build(&config, &file, device, max_binding_bytes)
 }
 
-/// A parsed safetensors file and the key prefix it uses.
+/// A Hub-layout model folder: the model ([`load_gpt2_dir`]) and its tokenizer
+/// ([`Gpt2Tokenizer::from_dir`]), checked to fit each other ([`Gpt2Tokenizer::check_fits`]).
+#[cfg(not(target_family = "wasm"))]
+pub fn load_dir(
+    dir: &std::path::Path,
+    device: &Device,
+    max_binding_bytes: Option<u64>,
+) -> Result<(Gpt2, crate::Gpt2Tokenizer), ModelError> {
+    let model = load_gpt2_dir(dir, device, max_binding_bytes)?;
+    let tokenizer = crate::Gpt2Tokenizer::from_dir(dir)?;
+    tokenizer.check_fits(&model.config)?;
+    Ok((model, tokenizer))
+}
+
+/// The length of a safetensors header, from the first 8 bytes of a file of `file_len` bytes.
+pub(crate) fn header_length(start: &[u8], file_len: u64) -> Result<usize, ModelError> {
+    let not = |why: String| Err(ModelError::NotSafetensors(why));
+    let Some(length) = start.get(..8) else {
+        return not(format!(
+            "the file has {file_len} bytes; a safetensors file starts with an 8-byte header length"
+        ));
+    };
+    let n = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+    if n > MAX_SAFETENSORS_HEADER_BYTES as u64 {
+        return not(format!(
+            "its header length reads {n} bytes, more than the limit of {MAX_SAFETENSORS_HEADER_BYTES} (MAX_SAFETENSORS_HEADER_BYTES)"
+        ));
+    }
+    if 8 + n > file_len {
+        return not(format!(
+            "the header is cut off: it is {n} bytes long but the file has {} bytes after the length",
+            file_len - 8
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// The tensors a safetensors header describes, checked against the size of the whole file:
+/// `start` is the length and the header (`8 + header_length` bytes).
+pub(crate) fn parse_header(start: &[u8], file_len: u64) -> Result<Metadata, ModelError> {
+    let metadata: Metadata = serde_json::from_slice(&start[8..])
+        .map_err(|e| ModelError::NotSafetensors(format!("its header: {e}")))?;
+    let data_start = start.len() as u64;
+    let expected = metadata.data_len() as u64;
+    let found = file_len - data_start;
+    if found < expected {
+        let tensors = metadata.tensors();
+        let tensor = metadata
+            .offset_keys()
+            .into_iter()
+            .find(|name| tensors[name].data_offsets.1 as u64 > found)
+            .unwrap_or_default();
+        return Err(ModelError::Truncated {
+            tensor,
+            expected,
+            found,
+        });
+    }
+    if found > expected {
+        return Err(ModelError::TrailingBytes {
+            extra: found - expected,
+            expected,
+        });
+    }
+    Ok(metadata)
+}
+
+/// The key prefix a checkpoint uses: `transformer.` (GPT2LMHeadModel) or none (GPT2Model).
+fn prefix(metadata: &Metadata) -> &'static str {
+    if metadata.tensors().keys().any(|n| n.starts_with("transformer.")) {
+        "transformer."
+    } else {
+        ""
+    }
+}
+
+/// Checks, from the header alone, that the checkpoint holds every tensor of `table` with the
+/// shape `config` implies and a float dtype.
+fn check_tensors(metadata: &Metadata, config: &Gpt2Config, table: &[HubTensor]) -> Result<(), ModelError> {
+    let prefix = prefix(metadata);
+    let check = |tensor: &HubTensor| {
+        let key = format!("{prefix}{}", tensor.name);
+        let info = metadata
+            .info(&key)
+            .ok_or_else(|| ModelError::MissingTensor(tensor.name.clone()))?;
+        check_info(&key, info, &tensor.shape).map(|_| ())
+    };
+    // The embeddings first (the table's first two entries): their shapes name the vocabulary
+    // size, context and width at fault.
+    let (embeddings, rest) = table.split_at(2);
+    embeddings.iter().try_for_each(check)?;
+    // Then the depth and MLP width, as a whole: their parameters must fit in the file at the
+    // smallest dtype GPT-2 weights come in (F16, BF16: 2 bytes).
+    let (parameters, data_len) = (config.parameters(), metadata.data_len() as u64);
+    if parameters.saturating_mul(2) > data_len {
+        return Err(ModelError::ConfigMismatch { parameters, data_len });
+    }
+    rest.iter().try_for_each(check)
+}
+
+fn check_info(key: &str, info: &TensorInfo, shape: &[usize]) -> Result<DType, ModelError> {
+    if info.shape != shape {
+        return Err(ModelError::Shape {
+            name: key.to_string(),
+            found: info.shape.clone(),
+            expected: shape.to_vec(),
+        });
+    }
+    match info.dtype {
+        Dtype::F32 => Ok(DType::F32),
+        Dtype::F16 => Ok(DType::F16),
+        Dtype::BF16 => Ok(DType::BF16),
+        other => Err(ModelError::Dtype {
+            name: key.to_string(),
+            found: format!("{other:?}"),
+        }),
+    }
+}
+
+/// A safetensors file whose header was parsed (once) and checked against its size, and the
+/// key prefix it uses.
 struct Checkpoint<'a> {
-    file: SafeTensors<'a>,
+    /// The tensor data, after the header: exactly the length the header describes.
+    data: &'a [u8],
+    metadata: Metadata,
     prefix: &'static str,
 }
 
 impl<'a> Checkpoint<'a> {
     fn parse(bytes: &'a [u8]) -> Result<Self, ModelError> {
-        let file = SafeTensors::deserialize(bytes).map_err(|e| match e {
-            SafeTensorError::MetadataIncompleteBuffer => truncation(bytes),
-            e => ModelError::NotSafetensors(e.to_string()),
-        })?;
-        let prefix = if file.names().iter().any(|n| n.starts_with("transformer.")) {
-            "transformer."
-        } else {
-            ""
-        };
-        Ok(Checkpoint { file, prefix })
+        let len = bytes.len() as u64;
+        let n = header_length(bytes, len)?;
+        let metadata = parse_header(&bytes[..8 + n], len)?;
+        Ok(Checkpoint::new(bytes, n, metadata))
+    }
+
+    /// The whole file `bytes`, whose header of `header_len` bytes [`parse_header`] read.
+    fn new(bytes: &'a [u8], header_len: usize, metadata: Metadata) -> Self {
+        let prefix = prefix(&metadata);
+        Checkpoint {
+            data: &bytes[8 + header_len..],
+            metadata,
+            prefix,
+        }
     }
 
     /// The shape of tensor `name` (un-prefixed Hub key).
     fn shape(&self, name: &str) -> Result<Vec<usize>, ModelError> {
         let key = format!("{}{name}", self.prefix);
-        let view = self
-            .file
-            .tensor(&key)
-            .map_err(|_| ModelError::MissingTensor(name.to_string()))?;
-        Ok(view.shape().to_vec())
+        let info = self
+            .metadata
+            .info(&key)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        Ok(info.shape.clone())
     }
 
-    /// The tensor `name` (un-prefixed Hub key) on `device`, checked against the expected shape.
-    fn tensor<const D: usize>(
-        &self,
-        name: &str,
-        shape: [usize; D],
-        device: &Device,
-    ) -> Result<Tensor<D>, ModelError> {
-        Ok(Tensor::from_data(self.host(name, shape)?, device))
-    }
-
-    /// The tensor `name` as f32 host data, checked against the expected shape.
-    fn host<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<TensorData, ModelError> {
-        let key = format!("{}{name}", self.prefix);
-        let view = self
-            .file
-            .tensor(&key)
-            .map_err(|_| ModelError::MissingTensor(name.to_string()))?;
-        if view.shape() != shape {
-            return Err(ModelError::Shape {
-                name: key,
-                found: view.shape().to_vec(),
-                expected: shape.to_vec(),
-            });
-        }
-        let dtype = match view.dtype() {
-            Dtype::F32 => DType::F32,
-            Dtype::F16 => DType::F16,
-            Dtype::BF16 => DType::BF16,
-            other => {
-                return Err(ModelError::Dtype {
-                    name: key,
-                    found: format!("{other:?}"),
-                });
-            }
-        };
-        Ok(TensorData::from_bytes_vec(view.data().to_vec(), shape, dtype).convert::<f32>())
-    }
-
-    fn linear(&self, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Linear, ModelError> {
-        Ok(Linear {
-            weight: Param::from_tensor(self.tensor(&format!("{name}.weight"), [d_in, d_out], device)?),
-            bias: Some(Param::from_tensor(self.tensor(
-                &format!("{name}.bias"),
-                [d_out],
-                device,
-            )?)),
-        })
-    }
-
-    fn layer_norm(&self, name: &str, d: usize, eps: f64, device: &Device) -> Result<LayerNorm, ModelError> {
-        let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(device);
-        norm.gamma = Param::from_tensor(self.tensor(&format!("{name}.weight"), [d], device)?);
-        norm.beta = Some(Param::from_tensor(self.tensor(
-            &format!("{name}.bias"),
-            [d],
-            device,
-        )?));
-        Ok(norm)
-    }
-}
-
-/// Names the first tensor that a truncated file cuts off.
-fn truncation(bytes: &[u8]) -> ModelError {
-    let header = bytes
-        .get(..8)
-        .map(|n| u64::from_le_bytes(n.try_into().expect("8 bytes")) as usize)
-        .and_then(|n| bytes.get(8..8 + n));
-    let Some(metadata) = header.and_then(|h| serde_json::from_slice::<Metadata>(h).ok()) else {
-        return ModelError::NotSafetensors("the header is cut off".into());
-    };
-    let found = bytes.len() - 8 - header.map_or(0, <[u8]>::len);
-    let tensors = metadata.tensors();
-    let first_cut = metadata
-        .offset_keys()
-        .into_iter()
-        .find(|name| tensors[name].data_offsets.1 > found)
-        .unwrap_or_default();
-    ModelError::Truncated {
-        tensor: first_cut,
-        expected: metadata.data_len(),
-        found,
+    /// The tensor of `entry` as f32 host data, checked against its shape.
+    fn host(&self, entry: &HubTensor) -> Result<TensorData, ModelError> {
+        let key = format!("{}{}", self.prefix, entry.name);
+        let info = self
+            .metadata
+            .info(&key)
+            .ok_or_else(|| ModelError::MissingTensor(entry.name.clone()))?;
+        let dtype = check_info(&key, info, &entry.shape)?;
+        // The header's offsets are contiguous and end at the data's length (`parse_header`).
+        let (start, end) = info.data_offsets;
+        let bytes = self.data.get(start..end).ok_or_else(|| ModelError::Truncated {
+            tensor: key.clone(),
+            expected: end as u64,
+            found: self.data.len() as u64,
+        })?;
+        Ok(TensorData::from_bytes_vec(bytes.to_vec(), entry.shape.clone(), dtype).convert::<f32>())
     }
 }

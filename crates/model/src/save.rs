@@ -4,12 +4,10 @@
 
 use std::collections::HashMap;
 
-use burn::module::Param;
-use burn::nn::{LayerNorm, Linear};
-use burn::prelude::*;
 use burn::tensor::f16;
 use safetensors::tensor::{Dtype, TensorView};
 
+use crate::hub::{hub_tensors, param_data};
 use crate::{Gpt2, ModelError};
 
 /// The number format of a saved checkpoint.
@@ -20,59 +18,36 @@ pub enum SaveDtype {
     F16,
 }
 
-fn host<const D: usize>(param: &Param<Tensor<D>>, dtype: SaveDtype) -> (Vec<usize>, Vec<u8>) {
-    let tensor = param.val();
-    let shape = tensor.dims().to_vec();
-    let data = tensor.into_data().convert::<f32>();
-    let bytes = match dtype {
-        SaveDtype::F32 => data.as_bytes().to_vec(),
-        SaveDtype::F16 => data.convert::<f16>().as_bytes().to_vec(),
-    };
-    (shape, bytes)
-}
-
 impl Gpt2 {
-    /// The weights as the bytes of a Hub `model.safetensors` (un-prefixed keys, Conv1D layout).
+    /// The weights as the bytes of a Hub `model.safetensors` (un-prefixed keys, Conv1D layout):
+    /// every entry of the Hub key table, checked against the shape the config implies.
     pub fn to_safetensors(&self, dtype: SaveDtype) -> Result<Vec<u8>, ModelError> {
-        let mut tensors: Vec<(String, (Vec<usize>, Vec<u8>))> = Vec::new();
-        let mut push = |name: String, entry: (Vec<usize>, Vec<u8>)| tensors.push((name, entry));
-        // The embedding's blocks, back into one matrix.
-        let (d, vocab) = (self.config.n_embd, self.config.vocab_size);
-        let mut wte = Vec::new();
-        for chunk in &self.wte.chunks {
-            wte.extend(host(chunk, dtype).1);
-        }
-        push("wte.weight".into(), (vec![vocab, d], wte));
-        push("wpe.weight".into(), host(&self.wpe, dtype));
-        let linear = |push: &mut dyn FnMut(String, (Vec<usize>, Vec<u8>)), name: String, l: &Linear| {
-            push(format!("{name}.weight"), host(&l.weight, dtype));
-            if let Some(bias) = &l.bias {
-                push(format!("{name}.bias"), host(bias, dtype));
+        let table = hub_tensors(&self.config);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(table.len());
+        for entry in table {
+            let data = param_data(self, entry.slot)
+                .ok_or_else(|| ModelError::Backend(format!("the model has no `{}` to save", entry.name)))?;
+            if data.shape().to_vec() != entry.shape {
+                return Err(ModelError::Shape {
+                    name: entry.name,
+                    found: data.shape().to_vec(),
+                    expected: entry.shape,
+                });
             }
-        };
-        let norm = |push: &mut dyn FnMut(String, (Vec<usize>, Vec<u8>)), name: String, n: &LayerNorm| {
-            push(format!("{name}.weight"), host(&n.gamma, dtype));
-            if let Some(beta) = &n.beta {
-                push(format!("{name}.bias"), host(beta, dtype));
-            }
-        };
-        for (l, block) in self.blocks.iter().enumerate() {
-            norm(&mut push, format!("h.{l}.ln_1"), &block.ln_1);
-            linear(&mut push, format!("h.{l}.attn.c_attn"), &block.attn.c_attn);
-            linear(&mut push, format!("h.{l}.attn.c_proj"), &block.attn.c_proj);
-            norm(&mut push, format!("h.{l}.ln_2"), &block.ln_2);
-            linear(&mut push, format!("h.{l}.mlp.c_fc"), &block.mlp.c_fc);
-            linear(&mut push, format!("h.{l}.mlp.c_proj"), &block.mlp.c_proj);
+            let data = data.convert::<f32>();
+            let bytes = match dtype {
+                SaveDtype::F32 => data.as_bytes().to_vec(),
+                SaveDtype::F16 => data.convert::<f16>().as_bytes().to_vec(),
+            };
+            tensors.push((entry.name, entry.shape, bytes));
         }
-        norm(&mut push, "ln_f".into(), &self.ln_f);
-
         let st_dtype = match dtype {
             SaveDtype::F32 => Dtype::F32,
             SaveDtype::F16 => Dtype::F16,
         };
         let views = tensors
             .iter()
-            .map(|(name, (shape, bytes))| {
+            .map(|(name, shape, bytes)| {
                 TensorView::new(st_dtype, shape.clone(), bytes)
                     .map(|view| (name.clone(), view))
                     .map_err(|e| ModelError::NotSafetensors(e.to_string()))
@@ -103,6 +78,7 @@ impl Gpt2 {
 mod tests {
     use super::*;
     use crate::{Gpt2Config, Hooks, LogitsAt, load_gpt2};
+    use burn::prelude::*;
 
     fn logits(model: &Gpt2) -> Vec<f32> {
         model

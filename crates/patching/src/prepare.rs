@@ -21,6 +21,7 @@ use crate::corruption::str::str_pair;
 use crate::metric::Answers;
 use crate::runs::PromptInput;
 use crate::spec::target::Choice;
+use crate::sweep::plan::Plan;
 use crate::sweep::window;
 use crate::tasks::{self, DatasetReport, numbered};
 use crate::{Corruption, ExperimentSpec, PatchingError, PromptPair};
@@ -148,14 +149,22 @@ pub async fn prepare(
         }
         Corruption::Str => None,
     };
-    Ok(Prepared {
+    let prepared = Prepared {
         spec,
         dataset,
         prompts,
         noise,
         labels,
         by_role,
-    })
+    };
+    let size = prepared.size(model)?;
+    if size.flops > MAX_RUN_FLOPS {
+        return Err(PatchingError::Spec(format!(
+            "this run would take about {:.1e} floating-point operations ({} patches × {} rows × {} tokens), more than Patchbay's limit of {MAX_RUN_FLOPS:.0e}: use fewer prompts or a coarser target",
+            size.flops, size.patches, size.rows, size.tokens
+        )));
+    }
+    Ok(prepared)
 }
 
 /// Prompts of different lengths share no positions: a spec that names positions needs one
@@ -241,6 +250,79 @@ fn role_axis(roles: &[Vec<String>]) -> Vec<String> {
     let place = |k: usize| seen[k].1 / seen[k].2 as f64;
     order.sort_by(|&a, &b| place(a).total_cmp(&place(b)).then(a.cmp(&b)));
     order.into_iter().map(|k| seen[k].0.clone()).collect()
+}
+
+/// How fast the page's CPU fallback (single-threaded wasm) computes, for the size estimate.
+pub const CPU_FLOPS_PER_SECOND: f64 = 2e9;
+/// Runs the CPU would take longer than this are worth a warning before they start.
+pub const CPU_WARNING_SECONDS: f64 = 20.0;
+/// The most floating-point operations one run may ask for (about an hour of a fast GPU): a
+/// larger dataset or target is refused before anything runs.
+pub const MAX_RUN_FLOPS: f64 = 1e16;
+
+/// How big a run is, before it runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSize {
+    /// Cells of the grid.
+    pub cells: usize,
+    /// Patched runs of each prompt: the grid's, a window's single layers, path patching's
+    /// second runs, attribution's forward and backward passes.
+    pub patches: usize,
+    /// Rows of every run: prompts × noise samples.
+    pub rows: usize,
+    /// Tokens of each prompt.
+    pub tokens: usize,
+    /// Floating-point operations of the patched runs, at most (none reuses a prefix).
+    pub flops: f64,
+    /// Seconds the CPU fallback would take at [`CPU_FLOPS_PER_SECOND`].
+    pub cpu_seconds: f64,
+    /// Whether that is over [`CPU_WARNING_SECONDS`].
+    pub slow_on_cpu: bool,
+}
+
+impl Prepared {
+    /// The size of this run on `model`.
+    pub fn size(&self, model: &Gpt2) -> Result<RunSize, PatchingError> {
+        let prepared = self;
+        let spec = &prepared.spec;
+        let c = &model.config;
+        let plan = Plan::new(
+            &spec.target,
+            c.n_layer,
+            c.n_head,
+            &prepared.labels,
+            spec.window.map(|w| w.size),
+        )?;
+        let cells: usize = plan.shape().iter().product();
+        let mut patches = cells;
+        if spec.window.is_some() {
+            patches += plan.patches.len();
+        }
+        if matches!(spec.target.receivers, Some(crate::Receivers::Heads { .. })) {
+            patches += cells;
+        }
+        if spec.attribution {
+            patches += 3;
+        }
+        let samples = prepared.noise.as_ref().map_or(1, |n| n.samples);
+        let rows = prepared.prompts.len() * samples;
+        let tokens = prepared.prompts.iter().map(|p| p.clean.len()).max().unwrap_or(0);
+        let (d, layers) = (c.n_embd as f64, c.n_layer as f64);
+        // Per row: every token through every block (12 d² weights, 2 flops each), and the
+        // unembedding at the last position.
+        let per_row = tokens as f64 * layers * 24.0 * d * d + 2.0 * c.vocab_size as f64 * d;
+        let flops = (patches * rows) as f64 * per_row;
+        let cpu_seconds = flops / CPU_FLOPS_PER_SECOND;
+        Ok(RunSize {
+            cells,
+            patches,
+            rows,
+            tokens,
+            flops,
+            cpu_seconds,
+            slow_on_cpu: cpu_seconds > CPU_WARNING_SECONDS,
+        })
+    }
 }
 
 impl Prepared {

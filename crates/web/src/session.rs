@@ -90,13 +90,7 @@ impl Session {
         .map_err(js_err)?;
         let model =
             load_gpt2(config_json, weights, &backend.device, backend.max_binding_bytes).map_err(js_err)?;
-        if tokenizer.vocab_size() > model.config.vocab_size {
-            return Err(js_err(format!(
-                "the tokenizer has {} tokens but the model only {}",
-                tokenizer.vocab_size(),
-                model.config.vocab_size
-            )));
-        }
+        tokenizer.check_fits(&model.config).map_err(js_err)?;
         // Bound each batched pass: its [rows, vocab] logits and activations must fit a binding.
         let rows_by_logits = backend.max_binding_bytes.map_or(256, |b| {
             (b / 4 / model.config.vocab_size as u64 / 2).clamp(1, 256) as usize

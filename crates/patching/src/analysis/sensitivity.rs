@@ -37,6 +37,38 @@ pub struct Choices {
     pub samples: usize,
 }
 
+/// The most settings one sensitivity run may combine.
+pub const MAX_SETTINGS: usize = 64;
+
+impl Choices {
+    /// Checks the choices' sizes: noise samples within the spec's limit, and at most
+    /// [`MAX_SETTINGS`] combinations.
+    pub fn check(&self) -> Result<(), PatchingError> {
+        let max = crate::spec::limits::MAX_GN_SAMPLES;
+        if !(1..=max).contains(&self.samples) {
+            return Err(PatchingError::Spec(format!(
+                "`samples` is {}; Gaussian noise takes 1 to {max} samples",
+                self.samples
+            )));
+        }
+        let settings = [
+            self.corruptions.len(),
+            self.metrics.len(),
+            self.directions.len(),
+            self.seeds.len(),
+        ]
+        .iter()
+        .try_fold(1usize, |n, &k| n.checked_mul(k))
+        .unwrap_or(usize::MAX);
+        if settings > MAX_SETTINGS {
+            return Err(PatchingError::Spec(format!(
+                "{settings} combinations of corruption, metric, direction and seed; at most {MAX_SETTINGS} run at once"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One setting's outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Case {
@@ -147,6 +179,7 @@ pub async fn sensitivity(
     options: &RunOptions,
     observer: &mut impl Observer,
 ) -> Result<Sensitivity, PatchingError> {
+    choices.check()?;
     let mut settings = Vec::new();
     for &c in &choices.corruptions {
         for &m in &choices.metrics {

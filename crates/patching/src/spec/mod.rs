@@ -5,6 +5,7 @@
 //! spec against one.
 
 pub mod dataset;
+pub mod limits;
 pub mod target;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::corruption::gn::GaussianNoise;
 use crate::{MetricKind, PatchingError};
 use dataset::DatasetSpec;
+pub use limits::MAX_SPEC_BYTES;
 use target::Target;
 
 /// The spec version this build writes. Older versions it can still read are converted on load.
@@ -176,6 +178,12 @@ impl ExperimentSpec {
     /// Parses a spec from JSON: an unknown version, an unknown field or a missing one is an
     /// error that names it.
     pub fn from_json(text: &str) -> Result<Self, PatchingError> {
+        if text.len() > MAX_SPEC_BYTES {
+            return Err(PatchingError::Spec(format!(
+                "it is {} bytes long; specs may be at most {MAX_SPEC_BYTES} bytes",
+                text.len()
+            )));
+        }
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| PatchingError::Spec(format!("not JSON: {e}")))?;
         let version = value
@@ -189,7 +197,10 @@ impl ExperimentSpec {
                 supported: SPEC_VERSION.to_string(),
             });
         }
-        serde_json::from_value(value).map_err(|e| PatchingError::Spec(e.to_string()))
+        let spec: ExperimentSpec =
+            serde_json::from_value(value).map_err(|e| PatchingError::Spec(e.to_string()))?;
+        limits::check(&spec)?;
+        Ok(spec)
     }
 
     /// The spec as JSON.

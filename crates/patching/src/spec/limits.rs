@@ -1,0 +1,174 @@
+//! Limits on what a spec may ask for, checked where it is parsed: a share link is input from a
+//! stranger, opened with one click, so nothing in it may make Patchbay panic, hang or run out
+//! of memory. Each limit is a named constant, the same in the CLI and in the page, and each
+//! message names the field and the limit. What depends on the model (positions within the
+//! prompt, heads within the layer, the cost of a dataset) is checked by [`crate::prepare`].
+
+use std::collections::HashSet;
+use std::hash::Hash;
+
+use crate::spec::target::{Choice, Receivers};
+use crate::{Corruption, Detect, ExperimentSpec, PatchingError};
+
+/// The longest spec, in bytes of JSON.
+pub const MAX_SPEC_BYTES: usize = 4 << 20;
+/// The most prompt pairs, listed or generated (`dataset.n`).
+pub const MAX_PROMPTS: usize = 1000;
+/// The most Gaussian-noise samples (each is a row of every batched pass).
+pub const MAX_GN_SAMPLES: usize = 64;
+/// The largest Gaussian-noise scale, in units of σ.
+pub const MAX_GN_SCALE: f64 = 100.0;
+/// The most entries of a list of positions, heads, receivers, answer set tokens, roles or
+/// σ texts.
+pub const MAX_LIST: usize = 1024;
+/// The longest answer, role or label text, in bytes.
+pub const MAX_SHORT_TEXT_BYTES: usize = 256;
+/// The widest window of layers.
+pub const MAX_WINDOW: usize = 128;
+/// The largest σ of the detection rule.
+pub const MAX_DETECT_SIGMA: f64 = 100.0;
+
+fn field(name: &str, message: String) -> PatchingError {
+    PatchingError::Spec(format!("`{name}` {message}"))
+}
+
+/// Checks that a list is at most [`MAX_LIST`] long and has no entry twice.
+fn list<T: Eq + Hash + std::fmt::Debug>(name: &str, items: &[T]) -> Result<(), PatchingError> {
+    if items.len() > MAX_LIST {
+        return Err(field(
+            name,
+            format!("has {} entries; at most {MAX_LIST} are allowed", items.len()),
+        ));
+    }
+    let mut seen = HashSet::new();
+    match items.iter().find(|item| !seen.insert(*item)) {
+        Some(twice) => Err(field(name, format!("lists {twice:?} twice"))),
+        None => Ok(()),
+    }
+}
+
+fn short(name: &str, text: &str) -> Result<(), PatchingError> {
+    if text.len() > MAX_SHORT_TEXT_BYTES {
+        return Err(field(
+            name,
+            format!(
+                "is {} bytes long; at most {MAX_SHORT_TEXT_BYTES} are allowed",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn prompt_text(name: &str, text: &str) -> Result<(), PatchingError> {
+    let limit = patchbay_model::MAX_PROMPT_BYTES;
+    if text.len() > limit {
+        return Err(field(
+            name,
+            format!(
+                "is {} bytes long; prompts may be at most {limit} bytes",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every size and value of `spec` that needs no model.
+pub fn check(spec: &ExperimentSpec) -> Result<(), PatchingError> {
+    if spec.prompts.len() > MAX_PROMPTS {
+        return Err(field(
+            "prompts",
+            format!(
+                "has {} pairs; at most {MAX_PROMPTS} are allowed",
+                spec.prompts.len()
+            ),
+        ));
+    }
+    for (i, pair) in spec.prompts.iter().enumerate() {
+        prompt_text(&format!("prompts[{i}].clean"), &pair.clean)?;
+        if let Some(corrupted) = &pair.corrupted {
+            prompt_text(&format!("prompts[{i}].corrupted"), corrupted)?;
+        }
+        short(&format!("prompts[{i}].answer"), &pair.answer)?;
+        if let Some(counter) = &pair.counter_answer {
+            short(&format!("prompts[{i}].counter_answer"), counter)?;
+        }
+        for (name, set) in [
+            ("answer_set", &pair.answer_set),
+            ("counter_set", &pair.counter_set),
+        ] {
+            let name = format!("prompts[{i}].{name}");
+            list(&name, set)?;
+            set.iter().try_for_each(|t| short(&name, t))?;
+        }
+        let name = format!("prompts[{i}].roles");
+        list(&name, &pair.roles)?;
+        pair.roles.iter().try_for_each(|t| short(&name, t))?;
+    }
+    if let Some(dataset) = &spec.dataset
+        && !(1..=MAX_PROMPTS).contains(&dataset.n)
+    {
+        return Err(field(
+            "dataset.n",
+            format!("is {}; a dataset has 1 to {MAX_PROMPTS} prompts", dataset.n),
+        ));
+    }
+    if let Corruption::Gn(gn) = &spec.corruption {
+        if !(1..=MAX_GN_SAMPLES).contains(&gn.samples) {
+            return Err(field(
+                "corruption.samples",
+                format!(
+                    "is {}; Gaussian noise takes 1 to {MAX_GN_SAMPLES} samples",
+                    gn.samples
+                ),
+            ));
+        }
+        if !(gn.scale.is_finite() && (0.0..=MAX_GN_SCALE).contains(&gn.scale)) {
+            return Err(field(
+                "corruption.scale",
+                format!("is {}; the noise scale is 0 to {MAX_GN_SCALE} σ", gn.scale),
+            ));
+        }
+        list("corruption.positions", &gn.positions)?;
+        if let Some(texts) = &gn.sigma_texts {
+            list("corruption.sigma_texts", texts)?;
+            texts
+                .iter()
+                .try_for_each(|t| prompt_text("corruption.sigma_texts", t))?;
+        }
+    }
+    for (name, choice) in [
+        ("target.positions", &spec.target.positions),
+        ("target.heads", &spec.target.heads),
+    ] {
+        if let Choice::These(items) = choice {
+            list(name, items)?;
+        }
+    }
+    if let Some(Receivers::Heads { heads, positions, .. }) = &spec.target.receivers {
+        list("target.receivers.heads", heads)?;
+        if let Some(positions) = positions {
+            list("target.receivers.positions", positions)?;
+        }
+    }
+    if let Some(w) = spec.window
+        && w.size > MAX_WINDOW
+    {
+        return Err(field(
+            "window.size",
+            format!("is {}; windows are at most {MAX_WINDOW} layers", w.size),
+        ));
+    }
+    match spec.detect {
+        Detect::Sigma(k) if !(k.is_finite() && k > 0.0 && k <= MAX_DETECT_SIGMA) => Err(field(
+            "detect.sigma",
+            format!("is {k}; it must be above 0 and at most {MAX_DETECT_SIGMA}"),
+        )),
+        Detect::Threshold(t) if !(t.is_finite() && t >= 0.0) => Err(field(
+            "detect.threshold",
+            format!("is {t}; it must be a finite effect of at least 0"),
+        )),
+        _ => Ok(()),
+    }
+}
