@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use patchbay_model::backend::Backend;
 use patchbay_model::logits::top_k;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, load_dir};
 use serde_json::json;
@@ -28,15 +29,15 @@ struct ForwardArgs {
 }
 
 impl ForwardArgs {
-    /// The model, the prompt's tokens, the tokenizer and the backend's name.
-    fn load(&self) -> Result<(Gpt2, Vec<u32>, Gpt2Tokenizer, String), String> {
+    /// The model, the prompt's tokens, the tokenizer and the backend.
+    fn load(&self) -> Result<(Gpt2, Vec<u32>, Gpt2Tokenizer, Backend), String> {
         let backend = self.backend.create()?;
         let (gpt2, tokenizer) =
             load_dir(&self.model, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
         let tokens = tokenizer
             .encode(&self.prompt, self.prepend_bos)
             .map_err(|e| e.to_string())?;
-        Ok((gpt2, tokens, tokenizer, backend.kind.to_string()))
+        Ok((gpt2, tokens, tokenizer, backend))
     }
 }
 
@@ -72,10 +73,10 @@ pub fn run(args: LogitsArgs) -> Result<(), Exit> {
         .try_into_vec::<f32>()
         .map_err(|e| format!("{e:?}"))?;
     if args.json {
-        return print(&json!({ "tokens": tokens, "logits": logits, "backend": backend }).to_string());
+        return print(&json!({ "tokens": tokens, "logits": logits, "backend": backend.kind }).to_string());
     }
     let shown: Vec<String> = tokens.iter().map(|&id| tokenizer.display(id)).collect();
-    print(&format!("backend: {backend}"))?;
+    print(&format!("backend: {}", backend.description))?;
     print(&format!("tokens ({}): {}", tokens.len(), shown.join(" | ")))?;
     print("top next tokens:")?;
     for (id, p) in top_k(&logits, 10) {
@@ -105,7 +106,13 @@ pub fn bench(args: BenchArgs) -> Result<(), Exit> {
     let mut ms = (0..args.iters).map(|_| pass()).collect::<Result<Vec<_>, _>>()?;
     ms.sort_by(f64::total_cmp);
     print(
-        &json!({ "backend": backend, "tokens": tokens[0].len(), "ms": ms, "median_ms": ms[ms.len() / 2] })
-            .to_string(),
+        &json!({
+            "backend": backend.kind,
+            "device": backend.description,
+            "tokens": tokens[0].len(),
+            "ms": ms,
+            "median_ms": ms[ms.len() / 2]
+        })
+        .to_string(),
     )
 }
