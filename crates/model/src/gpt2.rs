@@ -247,8 +247,34 @@ impl Gpt2 {
     /// `ln_final.hook_normalized`: `(x - mean) / sqrt(var + eps)`.
     fn normalize(&self, x: Tensor<3>) -> Tensor<3> {
         let centered = x.clone() - x.mean_dim(2);
-        let scale = (centered.clone().square().mean_dim(2) + self.config.layer_norm_epsilon).sqrt();
-        centered / scale
+        centered.clone() / self.scale_of_centered(centered)
+    }
+
+    fn scale_of_centered(&self, centered: Tensor<3>) -> Tensor<3> {
+        (centered.square().mean_dim(2) + self.config.layer_norm_epsilon).sqrt()
+    }
+
+    /// The final LayerNorm's scale of a residual stream `[batch, pos, d_model]`, what
+    /// TransformerLens records at `ln_final.hook_scale`: `sqrt(var + eps)`, `[batch, pos, 1]`.
+    /// Direct logit attribution divides every component by it, frozen.
+    pub fn ln_final_scale(&self, x: Tensor<3>) -> Tensor<3> {
+        self.scale_of_centered(x.clone() - x.mean_dim(2))
+    }
+
+    /// The final LayerNorm's gain and bias, applied to a normalized stream.
+    fn ln_final_affine(&self, normalized: Tensor<3>) -> Tensor<3> {
+        let gamma = self.ln_f.gamma.val().unsqueeze::<3>();
+        match &self.ln_f.beta {
+            Some(beta) => normalized * gamma + beta.val().unsqueeze::<3>(),
+            None => normalized * gamma,
+        }
+    }
+
+    /// The final LayerNorm `ln_f` of any residual stream `[batch, pos, d_model]`, with its own
+    /// statistics, gain and bias: what the unembedding reads. The logit lens applies it to every
+    /// accumulated stream.
+    pub fn ln_final(&self, x: Tensor<3>) -> Tensor<3> {
+        self.ln_final_affine(self.normalize(x))
     }
 
     /// A forward pass from tokens: `tokens` is a batch of equal-length sequences.
@@ -344,11 +370,7 @@ impl Gpt2 {
         }
         let rows = resid.dims()[1];
         let normalized = hooks.stream(HookPoint::LnFinal, self.normalize(resid))?;
-        let gamma = self.ln_f.gamma.val().unsqueeze::<3>();
-        let final_resid = match &self.ln_f.beta {
-            Some(beta) => normalized * gamma + beta.val().unsqueeze::<3>(),
-            None => normalized * gamma,
-        };
+        let final_resid = self.ln_final_affine(normalized);
         let logits = self.wte.unembed(final_resid.reshape([batch * rows, d_model]));
         Ok(logits.reshape([batch, rows, self.config.vocab_size]))
     }

@@ -14,7 +14,8 @@
 //! - [`circuit`]: checking a circuit by ablation, attention and accuracy;
 //! - [`analysis`]: results, statistics, detection, method sensitivity, known circuits;
 //! - [`export`]: heatmaps and TransformerLens scripts;
-//! - [`experiment`]: the orchestration; [`inspect`]: looking inside one cell.
+//! - [`experiment`]: the orchestration; [`inspect`]: looking inside one cell;
+//! - [`lens`]: the logit lens and direct logit attribution of the clean and corrupted runs.
 
 pub mod analysis;
 pub mod circuit;
@@ -23,6 +24,7 @@ mod error;
 pub mod experiment;
 pub mod export;
 pub mod inspect;
+pub mod lens;
 pub mod metric;
 pub mod prepare;
 pub mod runs;

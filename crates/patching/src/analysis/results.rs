@@ -550,7 +550,7 @@ impl Results {
 }
 
 /// `v` with `digits` significant digits, as JavaScript's `toPrecision` writes it.
-fn precision(v: f64, digits: usize) -> String {
+pub(crate) fn precision(v: f64, digits: usize) -> String {
     if v == 0.0 {
         return format!("{:.*}", digits - 1, 0.0);
     }
