@@ -6,6 +6,7 @@
 mod expand;
 mod files;
 mod init;
+mod lens;
 mod logits;
 mod report;
 mod run;
@@ -31,6 +32,9 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// Runs an experiment spec: results.json, CSVs and SVG heatmaps.
     Run(run::RunArgs),
+    /// The logit lens and direct logit attribution of a spec's clean and corrupted runs:
+    /// lens.json, CSVs and SVG heatmaps.
+    Lens(lens::LensArgs),
     /// Runs a spec's dataset under every corruption × metric × direction × seed: detections,
     /// Jaccard and rank-correlation matrices, Table 1.
     Sensitivity(sensitivity::SensitivityArgs),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Logits(args) => logits::run(args),
         Command::Run(args) => run::run(args),
+        Command::Lens(args) => lens::run(args),
         Command::Sensitivity(args) => sensitivity::run(args),
         Command::Expand(args) => expand::run(args),
         Command::BenchForward(args) => logits::bench(args),

@@ -324,26 +324,26 @@ impl Results {
 
     /// One grid as CSV: a column per axis index, then the value.
     pub fn csv(&self, grid: &Grid) -> String {
-        let mut out = self
-            .axes
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        out.push_str(",label,value\n");
-        for (cell, value) in grid.values.iter().enumerate() {
-            let index = unravel(cell, &grid.shape);
-            let label = index
-                .iter()
-                .zip(&self.axes)
-                .map(|(&i, axis)| axis.labels[i].replace('"', "\"\""))
-                .collect::<Vec<_>>()
-                .join(" / ");
-            let index: Vec<String> = index.iter().map(usize::to_string).collect();
-            out.push_str(&format!("{},\"{label}\",{value}\n", index.join(",")));
-        }
-        out
+        csv(grid, &self.axes)
     }
+}
+
+/// `grid` on `axes` as CSV: a column per axis index, a label naming the cell, then the value.
+pub fn csv(grid: &Grid, axes: &[Axis]) -> String {
+    let mut out = axes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(",");
+    out.push_str(",label,value\n");
+    for (cell, value) in grid.values.iter().enumerate() {
+        let index = unravel(cell, &grid.shape);
+        let label = index
+            .iter()
+            .zip(axes)
+            .map(|(&i, axis)| axis.labels[i].replace('"', "\"\""))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let index: Vec<String> = index.iter().map(usize::to_string).collect();
+        out.push_str(&format!("{},\"{label}\",{value}\n", index.join(",")));
+    }
+    out
 }
 
 /// The colour scale's half-width for `values`: the largest absolute finite value, 1 for an

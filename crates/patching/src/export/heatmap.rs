@@ -253,12 +253,16 @@ pub fn draw<DB: DrawingBackend>(
     Ok(layout)
 }
 
-/// The heatmap as an SVG document.
+/// The heatmap as an SVG document, wide enough for its title and the colour bar's label.
 pub fn svg(grid: &Grid, axes: &[Axis], title: &str, value_label: &str, limit: f64) -> String {
     let size = layout(grid, axes);
+    let text = |s: &str, char_w: i32| s.chars().count() as i32 * char_w;
+    let width = (size.width as i32)
+        .max(MARGIN + text(title, 10) + MARGIN)
+        .max(size.colorbar.0 - 10 + text(value_label, 7) + MARGIN) as u32;
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (size.width, size.height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (width, size.height)).into_drawing_area();
         draw(&root, grid, axes, title, value_label, limit).expect("drawing into a string cannot fail");
         root.present().expect("drawing into a string cannot fail");
     }
@@ -297,6 +301,19 @@ mod tests {
         assert!(svg.contains("&lt;x&gt;&amp;") && !svg.contains("<x>&"));
         let layout = layout(&grid, &axes);
         assert_eq!(layout.cells.len(), 6);
+        // A title longer than the grid is wide widens the picture rather than being cut off.
+        let title = "A title much longer than a grid of three columns is wide, as lens titles are";
+        let wide = super::svg(&grid, &axes, title, "effect", 1.0);
+        let width = |svg: &str| -> u32 {
+            let at = svg.find("width=\"").unwrap() + 7;
+            svg[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(width(&svg), layout.width);
+        assert!(
+            width(&wide) >= 10 * title.chars().count() as u32,
+            "{}",
+            width(&wide)
+        );
         assert!(layout.cells[1].0 > layout.cells[0].0 && layout.cells[3].1 > layout.cells[0].1);
     }
 }

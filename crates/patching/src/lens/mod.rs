@@ -95,7 +95,7 @@ pub async fn run_prepared_lens(
     for (i, p) in prompts.iter().enumerate() {
         let counter = p.answers.counter.ok_or(PatchingError::MissingCounterAnswer {
             prompt: i,
-            metric: "logit lens and direct logit attribution",
+            metric: "logit lens's and DLA's logit-difference",
         })?;
         p.answers.check_distinct(&prepared.spec.prompts[i], i)?;
         counters.push(counter);

@@ -134,6 +134,24 @@ impl LensResults {
         Ok(results)
     }
 
+    /// Every direct term of the clean run, the corrupted run and their difference as CSV
+    /// (`component,clean,corrupted,difference`, TransformerLens's labels), then their sum's row,
+    /// `logit_diff`: the model's own logit difference.
+    pub fn dla_terms_csv(&self) -> String {
+        let mut out = String::from("component,clean,corrupted,difference\n");
+        let runs = [&self.clean, &self.corrupted, &self.difference].map(LensRun::dla_terms);
+        for (k, (label, clean)) in runs[0].iter().enumerate() {
+            out.push_str(&format!("{label},{clean},{},{}\n", runs[1][k].1, runs[2][k].1));
+        }
+        let (a, b, c) = (
+            self.clean.logit_diff,
+            self.corrupted.logit_diff,
+            self.difference.logit_diff,
+        );
+        out.push_str(&format!("logit_diff,{a},{b},{c}\n"));
+        out
+    }
+
     /// The axes against each other and every grid against its axes.
     fn check(&self) -> Result<(), String> {
         let axes = [
