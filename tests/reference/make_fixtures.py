@@ -12,6 +12,9 @@ What it writes (all committed, so CI never installs torch):
   tests/fixtures/reference/<model>-patching.{json,safetensors}  patching grids (patching_reference.py)
   tests/fixtures/reference/lens.json     the logit lens and direct logit attribution (lens_reference.py)
 
+The per-cell statistics (standard errors, bootstrap intervals, permutation p-values) have their own
+standalone reference without torch: tests/reference/stats_reference.py.
+
 With --bench-out DIR it also writes a GPT-2-small-shaped random checkpoint (not committed) for the
 benchmarks.
 

@@ -1,7 +1,8 @@
-//! Reading results: the results themselves and how they are shown ([`results`]), statistics of
+//! Reading results: the results themselves and how they are shown ([`results`]), how a dataset
+//! becomes one grid ([`aggregate`]) and how sure each cell is ([`uncertainty`]), statistics of
 //! grids ([`stats`]), which cells stand out ([`detect`]), how the methods' answers differ
-//! ([`sensitivity`]), and the circuits already known to read them against
-//! ([`known_circuits`]).
+//! ([`sensitivity`]), whether a rerun reproduced ([`reproduce`]), and the circuits already known
+//! to read them against ([`known_circuits`]).
 
 pub mod aggregate;
 pub mod detect;
@@ -10,3 +11,4 @@ pub mod reproduce;
 pub mod results;
 pub mod sensitivity;
 pub mod stats;
+pub mod uncertainty;
