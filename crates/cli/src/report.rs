@@ -139,6 +139,7 @@ pub fn circuit_spec(
         attribution: false,
         dataset: None,
         detect: Default::default(),
+        stats: Default::default(),
     })
 }
 

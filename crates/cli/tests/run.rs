@@ -1,7 +1,8 @@
 //! The `patchbay run` contract: `--json` prints results.json with `grid` (nested, layers first),
 //! `axes`, `clean_metric`, `corrupted_metric`, `metric`, `normalized` and `spec`; `--out` writes
-//! results.json, a CSV and an SVG heatmap per grid; every example spec in examples/ runs (on the
-//! fixture model, standing in for GPT-2 small) or fails with its own clear message.
+//! results.json, a CSV and an SVG heatmap per grid (for a dataset also its standard errors,
+//! bootstrap interval and p-values); every example spec in examples/ runs (on the fixture model,
+//! standing in for GPT-2 small) or fails with its own clear message.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -189,4 +190,77 @@ fn expand_writes_out_a_generated_dataset_as_prompt_pairs() {
         assert_ne!(p["answer"], p["counter_answer"]);
         assert!(clean.ends_with(" to") || clean.ends_with(" gave"), "{clean}");
     }
+}
+
+/// A spec file in the temporary folder: 40 IOI prompts over every template on the shipped model.
+fn ioi_dataset_spec(name: &str, detect: &str) -> PathBuf {
+    let spec = std::env::temp_dir().join(format!("patchbay-{name}-{}.json", std::process::id()));
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{{"version": 1, "model": {{"embedded": "patchbay-ioi"}}, "prompts": [],
+                "dataset": {{"task": "ioi", "n": 40, "seed": 2, "names": "s2", "template": "all"}},
+                "corruption": {{"method": "str"}}, "metric": {{"kind": "logit_diff"}},
+                "target": {{"component": "z", "positions": "all"}}, "detect": {detect}}}"#
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+#[test]
+fn a_dataset_writes_its_standard_errors_intervals_and_p_values() {
+    let spec = ioi_dataset_spec(
+        "stats",
+        r#"{"significant": {"alpha": 0.01, "correction": "holm", "min_effect": 0.2}}"#,
+    );
+    let out = std::env::temp_dir().join(format!("patchbay-stats-{}", std::process::id()));
+    let (ok, _, stderr) = patchbay(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let stats = &results["stats"];
+    let column = |stem: &str| -> Vec<f64> {
+        let csv = std::fs::read_to_string(out.join(format!("{stem}.csv"))).unwrap();
+        assert!(csv.starts_with("layer,head_index,label,value\n"), "{stem}: {csv}");
+        csv.lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let flat = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect()
+    };
+    for stem in ["se", "ci_low", "ci_high", "p", "p_holm", "p_bh"] {
+        assert_eq!(nested_shape(&stats[stem]), vec![3, 2], "{stem}");
+        assert_eq!(column(stem), flat(&stats[stem]), "{stem}.csv is results.json's");
+        assert!(out.join(format!("{stem}.svg")).exists());
+    }
+    assert_eq!(stats["settings"]["resamples"], 1000);
+    let grid = column("grid");
+    let (low, high) = (column("ci_low"), column("ci_high"));
+    assert!((0..6).all(|c| low[c] <= grid[c] && grid[c] <= high[c]));
+    let holm = column("p_holm");
+    let detected: Vec<usize> = results["detected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["cell"].as_u64().unwrap() as usize)
+        .collect();
+    let mut heads = detected.clone();
+    heads.sort();
+    assert_eq!(heads, vec![0, 2, 3], "heads 0.0, 1.0 and 1.1");
+    assert!(detected.iter().all(|&c| holm[c] < 0.01));
+    std::fs::remove_dir_all(out).unwrap();
+    std::fs::remove_file(spec).unwrap();
 }

@@ -1,6 +1,7 @@
 //! Running an experiment end to end, orchestration only: prepare the spec, plan the sweep, run
 //! each group of prompts' clean and corrupted runs and its sweeps (and, when asked, the
-//! single-layer contrast of a window and attribution patching), and aggregate over prompts.
+//! single-layer contrast of a window and attribution patching), aggregate over prompts, and give
+//! a dataset's grid its per-cell uncertainty.
 
 use std::future::Future;
 
@@ -9,11 +10,13 @@ use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint};
 use crate::analysis::aggregate::{self, aggregate, small_denominators};
 use crate::analysis::detect::{Detection, detect_with};
 use crate::analysis::results::{
-    AttributionContrast, Grid, NoiseSummary, PromptSummary, Results, RunSummary, WindowContrast,
+    AttributionContrast, Grid, NoiseSummary, PromptSummary, Results, RunSummary, Uncertainty, WindowContrast,
 };
+use crate::analysis::uncertainty::{CellStats, cell_stats};
 use crate::metric::{MetricKind, Reading};
 use crate::prepare::{Prepared, prepare};
 use crate::runs::PromptRuns;
+use crate::spec::Normalize;
 use crate::sweep::batched::{Budget, Strategy, Sweep};
 use crate::sweep::path::{self, PathSweep};
 use crate::sweep::plan::{Axis, Plan};
@@ -284,10 +287,25 @@ pub async fn run_prepared(
         .map(|s| s.expect("every prompt ran"))
         .collect();
     let dataset = aggregate(&effects, &spans, normalized, rule);
+    let many = n > 1;
+    // The statistics of the grid the results report: the ratio of means from the effects and
+    // their denominators, per-prompt normalization as the mean of each prompt's normalized
+    // values, or the mean effect.
+    let stats: Option<CellStats> = if many {
+        let of = |values: &[Vec<f64>], d: Option<&[f64]>| {
+            cell_stats(values, d, &spec.stats).map_err(|e| PatchingError::Spec(format!("statistics: {e}")))
+        };
+        Some(match (normalized, rule) {
+            (true, Normalize::RatioOfMeans) => of(&effects, Some(&spans))?,
+            (true, Normalize::PerPrompt) => of(&dataset.per_prompt, None)?,
+            (false, _) => of(&effects, None)?,
+        })
+    } else {
+        None
+    };
     let mean = dataset.grid;
     let raw_mean = aggregate(&raws, &spans, false, rule).grid;
-    let detected: Vec<Detection> = detect_with(spec.detect, &mean, &shape);
-    let many = n > 1;
+    let detected: Vec<Detection> = detect_with(spec.detect, &mean, &shape, stats.as_ref());
     let window = match (spec.window, single_shape) {
         (Some(w), Some(single_shape)) => {
             let single_mean = aggregate(&singles, &spans, normalized, rule).grid;
@@ -324,6 +342,7 @@ pub async fn run_prepared(
         grid: Grid::new(shape.clone(), mean),
         raw_grid: Grid::new(shape.clone(), raw_mean),
         sd_grid: many.then(|| Grid::new(shape.clone(), dataset.sd)),
+        stats: stats.map(|s| Uncertainty::new(s, &shape)),
         prompt_grids: if many {
             dataset
                 .per_prompt

@@ -40,7 +40,7 @@ pub use prepare::{Prepared, prepare};
 pub use spec::dataset::DatasetSpec;
 pub use spec::target::{Choice, Component, HeadInput, Receivers, Target};
 pub use spec::{
-    Corruption, Detect, Direction, ExperimentSpec, GaussianNoise, MetricSpec, ModelSource, PromptPair,
-    SPEC_VERSION, Window,
+    Correction, Corruption, Detect, Direction, ExperimentSpec, GaussianNoise, MetricSpec, ModelSource,
+    PromptPair, SPEC_VERSION, StatsSettings, Window,
 };
 pub use sweep::batched::{Budget, Strategy};

@@ -24,7 +24,7 @@ use crate::spec::target::Choice;
 use crate::sweep::plan::Plan;
 use crate::sweep::window;
 use crate::tasks::{self, DatasetReport, numbered};
-use crate::{Corruption, ExperimentSpec, PatchingError, PromptPair};
+use crate::{Corruption, Detect, ExperimentSpec, PatchingError, PromptPair};
 
 /// The role of the prepended `<|endoftext|>`.
 pub const BOS_ROLE: &str = "BOS";
@@ -77,6 +77,11 @@ pub async fn prepare(
     };
     if spec.prompts.is_empty() {
         return Err(PatchingError::NoPrompts);
+    }
+    if matches!(spec.detect, Detect::Significant { .. }) && spec.prompts.len() < 2 {
+        return Err(PatchingError::Spec(
+            "`detect.significant` tests each cell over a dataset's prompts: it needs at least 2 (one prompt's sign-flip p-value is 1)".into(),
+        ));
     }
     let config = &model.config;
     let mut prompts: Vec<PreparedPrompt> = Vec::new();

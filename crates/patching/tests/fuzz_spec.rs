@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use patchbay_model::backend;
 use patchbay_model::fuzz::{Fuzz, mutate_bytes, mutate_json};
-use patchbay_patching::spec::limits::{MAX_GN_SAMPLES, MAX_PROMPTS};
+use patchbay_patching::spec::limits::{MAX_GN_SAMPLES, MAX_PERMUTATIONS, MAX_PROMPTS, MAX_RESAMPLES};
 use patchbay_patching::{Corruption, ExperimentSpec, Results, RunOptions, prepare};
 use serde_json::Value;
 
@@ -68,6 +68,16 @@ const DICTIONARY: &[&str] = &[
     "detect",
     "sigma",
     "threshold",
+    "significant",
+    "alpha",
+    "correction",
+    "holm",
+    "bh",
+    "min_effect",
+    "stats",
+    "level",
+    "resamples",
+    "permutations",
     "attribution",
     " Mary",
     " John",
@@ -116,6 +126,13 @@ fn within_limits(spec: &ExperimentSpec) -> Result<(), String> {
             "accepted noise of {} samples, scale {}",
             gn.samples, gn.scale
         ));
+    }
+    let stats = &spec.stats;
+    if stats.resamples > MAX_RESAMPLES
+        || stats.permutations > MAX_PERMUTATIONS
+        || !(stats.level > 0.0 && stats.level < 1.0)
+    {
+        return Err(format!("accepted statistics {stats:?}"));
     }
     Ok(())
 }
@@ -194,7 +211,8 @@ fn fuzz_results_decoder() {
                 case,
                 &mut doc,
                 &[
-                    "grid", "axes", "labels", "name", "shape", "detected", "cell", "index",
+                    "grid", "axes", "labels", "name", "shape", "detected", "cell", "index", "stats", "se",
+                    "ci_low", "p_holm", "prompts",
                 ],
             );
         }
@@ -215,6 +233,7 @@ fn fuzz_results_decoder() {
                 }
                 for cell in [0, results.grid.values.len() - 1] {
                     let _ = results.meaning("grid", cell, results.grid.values[cell]);
+                    let _ = results.uncertainty(cell);
                 }
                 Ok(())
             }

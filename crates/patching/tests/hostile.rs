@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use patchbay_model::backend;
 use patchbay_patching::analysis::sensitivity::{Choices, CorruptionChoice, sensitivity};
-use patchbay_patching::spec::limits::{MAX_GN_SAMPLES, MAX_LIST, MAX_PROMPTS, MAX_SPEC_BYTES};
+use patchbay_patching::spec::limits::{
+    MAX_GN_SAMPLES, MAX_LIST, MAX_PERMUTATIONS, MAX_PROMPTS, MAX_RESAMPLES, MAX_SPEC_BYTES,
+};
 use patchbay_patching::{Direction, ExperimentSpec, MetricKind, Progress, RunOptions, prepare};
 use serde_json::{Value, json};
 
@@ -98,6 +100,63 @@ fn sizes_without_bounds_are_refused_where_the_spec_is_parsed() {
     long["prompts"][0]["clean"] = json!("a ".repeat(40_000));
     let e = refused(&long);
     assert!(e.contains("`prompts[0].clean`") && e.contains("bytes"), "{e}");
+}
+
+#[test]
+fn statistics_and_significance_are_bounded_where_the_spec_is_parsed() {
+    let with = |stats: Value| {
+        let mut spec = base();
+        spec["stats"] = stats;
+        spec
+    };
+    for resamples in [json!(0), json!(MAX_RESAMPLES + 1), json!(u64::MAX)] {
+        let e = refused(&with(json!({ "resamples": resamples })));
+        assert!(
+            e.contains("`stats.resamples`") && e.contains(&format!("1 to {MAX_RESAMPLES}")),
+            "{e}"
+        );
+    }
+    for permutations in [json!(0), json!(MAX_PERMUTATIONS + 1), json!(1u64 << 62)] {
+        let e = refused(&with(json!({ "permutations": permutations })));
+        assert!(
+            e.contains("`stats.permutations`") && e.contains(&format!("1 to {MAX_PERMUTATIONS}")),
+            "{e}"
+        );
+    }
+    for level in [json!(0.0), json!(1.0), json!(-0.5), json!(95), json!(1e308)] {
+        let e = refused(&with(json!({ "level": level })));
+        assert!(
+            e.contains("`stats.level`") && e.contains("between 0 and 1"),
+            "{e}"
+        );
+    }
+    assert!(refused(&with(json!({"resample": 10}))).contains("unknown field `resample`"));
+    assert!(refused(&with(json!({"seed": -1}))).contains("invalid value"));
+    // The largest values the limits allow parse, and a spec without them is written back
+    // without them, byte for byte as before.
+    let most = json!({"level": 0.999, "resamples": MAX_RESAMPLES, "permutations": MAX_PERMUTATIONS, "seed": u64::MAX});
+    let spec = ExperimentSpec::from_json(&with(most).to_string()).unwrap();
+    assert_eq!(spec.stats.resamples, MAX_RESAMPLES);
+    assert!(ExperimentSpec::from_json(&spec.to_json()).unwrap() == spec);
+    let plain = ExperimentSpec::from_json(&base().to_string()).unwrap();
+    assert!(plain.stats.is_default() && !plain.to_json().contains("stats"));
+
+    let significant = |rule: Value| {
+        let mut spec = base();
+        spec["detect"] = json!({ "significant": rule });
+        spec
+    };
+    for alpha in [json!(0.0), json!(1.0), json!(-1.0), json!(2)] {
+        let e = refused(&significant(json!({ "alpha": alpha })));
+        assert!(e.contains("`detect.significant.alpha`"), "{e}");
+    }
+    let e = refused(&significant(json!({"alpha": 0.01, "min_effect": -0.1})));
+    assert!(e.contains("`detect.significant.min_effect`"), "{e}");
+    let e = refused(&significant(json!({"alpha": 0.01, "correction": "bonferroni"})));
+    assert!(e.contains("unknown variant `bonferroni`"), "{e}");
+    let e = refused(&significant(json!({"alpha": 0.01, "level": 0.95})));
+    assert!(e.contains("unknown field `level`"), "{e}");
+    assert!(refused(&significant(json!({"correction": "bh"}))).contains("missing field `alpha`"));
 }
 
 #[test]

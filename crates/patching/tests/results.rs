@@ -43,6 +43,18 @@ fn results_round_trip_and_malformed_ones_are_refused() {
         json!([{"cell": 99, "index": [9, 9], "value": 1.0, "z": 3.0}]),
     );
     assert!(outside.contains("outside the grid"), "{outside}");
+    // A dataset's statistics: every grid of the grid's shape.
+    assert!(value["stats"]["p_holm"].is_array() && value["stats"]["settings"]["resamples"] == 1000);
+    let se = with(&["stats", "se"], json!([[0.1, 0.2]]));
+    assert!(se.contains("`stats.se` has shape [1, 2]"), "{se}");
+    let p = with(&["stats", "p_bh"], json!([1.0]));
+    assert!(p.contains("`stats.p_bh` has shape [1]"), "{p}");
+    let missing = {
+        let mut doc = value.clone();
+        doc["stats"].as_object_mut().unwrap().remove("ci_low");
+        Results::from_json(&doc.to_string()).unwrap_err().to_string()
+    };
+    assert!(missing.contains("missing field `ci_low`"), "{missing}");
     let version = with(&["spec", "version"], json!(7));
     assert!(version.contains("version 7"), "{version}");
     assert!(

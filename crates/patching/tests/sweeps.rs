@@ -106,6 +106,7 @@ fn random_spec(rng: &mut ChaCha8Rng) -> ExperimentSpec {
         attribution: false,
         dataset: None,
         detect: Default::default(),
+        stats: Default::default(),
     }
 }
 
@@ -264,6 +265,7 @@ fn prompts_batched_together_equal_prompts_run_one_by_one() {
             attribution: true,
             dataset: None,
             detect: Default::default(),
+            stats: Default::default(),
         };
         let together = run(&model, &tokenizer, &spec, &RunOptions::default());
         let mut partials = 0;

@@ -1,6 +1,7 @@
 //! An experiment's results: the grids with their axes, the baselines they are measured
-//! against, detections, window and attribution contrasts, and the spec that produced them.
-//! `results.json` is this struct; grids serialize as nested arrays, first axis outermost.
+//! against, a dataset's per-cell uncertainty, detections, window and attribution contrasts, and
+//! the spec that produced them. `results.json` is this struct; grids serialize as nested arrays,
+//! first axis outermost, with null for a value that is undefined (NaN).
 //!
 //! Also how results are shown, for the page and the CLI alike: the views a result holds, each
 //! with its label and colour limit, the title, and a sentence for each cell.
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use crate::analysis::detect::Detection;
 use crate::analysis::stats::unravel;
+use crate::analysis::uncertainty::{CellStats, EXACT_MAX_PROMPTS, StatsSettings};
 use crate::sweep::plan::{Axis, COMPONENT, DEST_POS, HEAD_INDEX, LAYER, POS};
 use crate::tasks::DatasetReport;
 use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind, PatchingError};
@@ -175,6 +177,61 @@ pub struct AttributionContrast {
     pub spearman: Option<f64>,
 }
 
+/// How sure each cell of a dataset's grid is (two prompts or more): every grid has the shape of
+/// `grid`; see [`crate::analysis::uncertainty`] for the formulas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Uncertainty {
+    /// The level, resamples, Monte Carlo sign patterns and seed they were drawn with.
+    pub settings: StatsSettings,
+    /// Prompts that have a value in each cell: all of them, unless prompts of different
+    /// lengths are aligned by role. A cell's p-value is exact (all 2^n sign patterns) when this
+    /// is at most [`EXACT_MAX_PROMPTS`], Monte Carlo above.
+    pub prompts: Grid,
+    /// Standard error of each cell (null for a cell of one prompt).
+    pub se: Grid,
+    /// The percentile bootstrap interval over prompts, at `settings.level`.
+    pub ci_low: Grid,
+    pub ci_high: Grid,
+    /// Two-sided sign-flip permutation p-value of each cell's mean effect.
+    pub p: Grid,
+    /// `p` adjusted across the grid's cells by Holm's method (family-wise error).
+    pub p_holm: Grid,
+    /// `p` adjusted across the grid's cells by Benjamini–Hochberg (false discovery rate).
+    pub p_bh: Grid,
+    /// The most bootstrap resamples any cell had no value in (dropped from its interval).
+    pub undefined_resamples: usize,
+}
+
+impl Uncertainty {
+    /// The statistics of a grid of `shape`.
+    pub fn new(stats: CellStats, shape: &[usize]) -> Self {
+        let grid = |values: Vec<f64>| Grid::new(shape.to_vec(), values);
+        Uncertainty {
+            settings: stats.settings,
+            prompts: grid(stats.prompts.iter().map(|&n| n as f64).collect()),
+            se: grid(stats.se),
+            ci_low: grid(stats.ci_low),
+            ci_high: grid(stats.ci_high),
+            p: grid(stats.p),
+            p_holm: grid(stats.p_holm),
+            p_bh: grid(stats.p_bh),
+            undefined_resamples: stats.undefined_resamples,
+        }
+    }
+
+    fn grids(&self) -> [(&'static str, &Grid); 7] {
+        [
+            ("stats.prompts", &self.prompts),
+            ("stats.se", &self.se),
+            ("stats.ci_low", &self.ci_low),
+            ("stats.ci_high", &self.ci_high),
+            ("stats.p", &self.p),
+            ("stats.p_holm", &self.p_holm),
+            ("stats.p_bh", &self.p_bh),
+        ]
+    }
+}
+
 /// Gaussian-noise settings as run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseSummary {
@@ -202,6 +259,10 @@ pub struct Results {
     /// Per-cell standard deviation over prompts (datasets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sd_grid: Option<Grid>,
+    /// Standard errors, bootstrap intervals and permutation p-values of every cell of `grid`
+    /// (datasets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Uncertainty>,
     /// Each prompt's grid (datasets), in the grid's units: under the ratio of means each
     /// prompt's effect over the mean denominator, so that they average to the grid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -263,6 +324,7 @@ impl Results {
         let shape: Vec<usize> = self.axes.iter().map(|a| a.labels.len()).collect();
         let mut grids: Vec<(&str, &Grid)> = vec![("grid", &self.grid), ("raw_grid", &self.raw_grid)];
         grids.extend(self.sd_grid.iter().map(|g| ("sd_grid", g)));
+        grids.extend(self.stats.iter().flat_map(Uncertainty::grids));
         grids.extend(self.prompt_grids.iter().map(|g| ("prompt_grids", g)));
         grids.extend(self.attribution.iter().map(|a| ("attribution", &a.grid)));
         if let Some(w) = &self.window {
@@ -356,11 +418,30 @@ pub fn symmetric_limit(values: &[f64]) -> f64 {
     if max > 0.0 { max } else { 1.0 }
 }
 
+/// Which colour scale a view uses.
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    /// The effects' common one.
+    Shared,
+    /// The bootstrap interval's two ends'.
+    Interval,
+    /// 0 to 1.
+    Probability,
+    /// Its own.
+    Own,
+}
+
+/// `level` as a percentage: "95%", "97.5%".
+fn percent(level: f64) -> String {
+    format!("{}%", (level * 1e8).round() / 1e6)
+}
+
 /// One grid of the results as it is shown.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct View<'a> {
-    /// `grid`, `raw_grid`, `window_single_layer`, `window_summed_single_layer`, `attribution`
-    /// or `sd_grid`: the file stem of its CSV and SVG.
+    /// `grid`, `raw_grid`, `window_single_layer`, `window_summed_single_layer`, `attribution`,
+    /// `sd_grid`, and for datasets `se`, `ci_low`, `ci_high`, `p`, `p_holm` and `p_bh`: the file
+    /// stem of its CSV and SVG.
     pub key: &'static str,
     /// What the view shows, for a menu.
     pub label: String,
@@ -370,7 +451,8 @@ pub struct View<'a> {
     pub value_label: String,
     pub grid: &'a Grid,
     /// The colour scale's half-width. Effects share one scale, so that their views compare by
-    /// eye; raw values and spreads each have their own.
+    /// eye; the interval's ends share theirs; p-values have 1; raw values and spreads each have
+    /// their own.
     pub limit: f64,
 }
 
@@ -433,12 +515,51 @@ impl Results {
                 sd,
             ));
         }
-        let own_scale = |key: &str| key == "raw_grid" || key == "sd_grid";
-        let shared = views
-            .iter()
-            .filter(|v| !own_scale(v.0))
-            .map(|v| symmetric_limit(&v.4.values))
-            .fold(0.0f64, f64::max);
+        if let Some(stats) = &self.stats {
+            let level = percent(stats.settings.level);
+            views.push((
+                "se",
+                "Standard error over prompts".into(),
+                format!("{title} (standard error)"),
+                "se".into(),
+                &stats.se,
+            ));
+            for (key, end, grid) in [
+                ("ci_low", "lower", &stats.ci_low),
+                ("ci_high", "upper", &stats.ci_high),
+            ] {
+                views.push((
+                    key,
+                    format!("{level} bootstrap interval, {end} end"),
+                    format!("{title} ({level} bootstrap interval, {end} end)"),
+                    effect.clone(),
+                    grid,
+                ));
+            }
+            for (key, label, grid) in [
+                ("p", "p-value (sign-flip, uncorrected)", &stats.p),
+                ("p_holm", "p-value, Holm-adjusted", &stats.p_holm),
+                ("p_bh", "p-value, Benjamini–Hochberg-adjusted", &stats.p_bh),
+            ] {
+                views.push((key, label.into(), format!("{title} ({label})"), "p".into(), grid));
+            }
+        }
+        // Effects share one scale, so that their views compare by eye; the interval's two ends
+        // share theirs; p-values run from 0 to 1; raw values and spreads each have their own.
+        let scale_of = |key: &str| match key {
+            "raw_grid" | "sd_grid" | "se" => Scale::Own,
+            "ci_low" | "ci_high" => Scale::Interval,
+            "p" | "p_holm" | "p_bh" => Scale::Probability,
+            _ => Scale::Shared,
+        };
+        let widest = |scale: Scale| {
+            views
+                .iter()
+                .filter(|v| scale_of(v.0) == scale)
+                .map(|v| symmetric_limit(&v.4.values))
+                .fold(0.0f64, f64::max)
+        };
+        let (shared, interval) = (widest(Scale::Shared), widest(Scale::Interval));
         views
             .into_iter()
             .map(|(key, label, title, value_label, grid)| View {
@@ -446,10 +567,11 @@ impl Results {
                 label,
                 title,
                 value_label,
-                limit: if own_scale(key) {
-                    symmetric_limit(&grid.values)
-                } else {
-                    shared
+                limit: match scale_of(key) {
+                    Scale::Shared => shared,
+                    Scale::Interval => interval,
+                    Scale::Probability => 1.0,
+                    Scale::Own => symmetric_limit(&grid.values),
                 },
                 grid,
             })
@@ -509,6 +631,37 @@ impl Results {
                     precision(value, 3)
                 );
             }
+            "se" => {
+                return format!(
+                    "The standard error over prompts of patching {patch} is {}.",
+                    precision(value, 3)
+                );
+            }
+            "ci_low" | "ci_high" => {
+                let level = self
+                    .stats
+                    .as_ref()
+                    .map_or(String::new(), |s| percent(s.settings.level));
+                let end = if key == "ci_low" { "starts" } else { "ends" };
+                return format!(
+                    "Resampling the prompts, the {level} bootstrap interval of patching {patch} {end} at {}.",
+                    signed(value)
+                );
+            }
+            "p" | "p_holm" | "p_bh" => {
+                let after = match key {
+                    "p" => "before correction".to_string(),
+                    "p_holm" => format!("after Holm's correction across {} cells", self.grid.values.len()),
+                    _ => format!(
+                        "after Benjamini–Hochberg's correction across {} cells",
+                        self.grid.values.len()
+                    ),
+                };
+                return format!(
+                    "If patching {patch} did nothing on average, flipping the sign of each prompt's effect gives an effect this large with probability {} ({after}).",
+                    precision(value, 2)
+                );
+            }
             _ => {}
         }
         let prefix = if key == "attribution" {
@@ -546,6 +699,34 @@ impl Results {
                 pct(value)
             ),
         }
+    }
+}
+
+impl Results {
+    /// How sure cell `cell` of the grid is, in one line for a hover: "95% CI [+0.412, +0.623];
+    /// p = 0.00010 (Holm 0.00060, BH 0.00020); 40 prompts, 9999 random sign flips". `None`
+    /// without statistics (one prompt).
+    pub fn uncertainty(&self, cell: usize) -> Option<String> {
+        let stats = self.stats.as_ref()?;
+        let at = |g: &Grid| g.values.get(cell).copied().unwrap_or(f64::NAN);
+        let show = |v: f64, f: &dyn Fn(f64) -> String| if v.is_finite() { f(v) } else { "n/a".into() };
+        let signed = |v: f64| format!("{}{}", if v >= 0.0 { "+" } else { "" }, precision(v, 3));
+        let p = |v: f64| precision(v, 2);
+        let n = at(&stats.prompts) as usize;
+        let test = if n <= EXACT_MAX_PROMPTS {
+            format!("all {} sign flips", 1u64 << n)
+        } else {
+            format!("{} random sign flips", stats.settings.permutations)
+        };
+        Some(format!(
+            "{} CI [{}, {}]; p = {} (Holm {}, BH {}); {n} prompts, {test}",
+            percent(stats.settings.level),
+            show(at(&stats.ci_low), &signed),
+            show(at(&stats.ci_high), &signed),
+            show(at(&stats.p), &p),
+            show(at(&stats.p_holm), &p),
+            show(at(&stats.p_bh), &p),
+        ))
     }
 }
 

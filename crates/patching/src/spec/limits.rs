@@ -3,6 +3,13 @@
 //! of memory. Each limit is a named constant, the same in the CLI and in the page, and each
 //! message names the field and the limit. What depends on the model (positions within the
 //! prompt, heads within the layer, the cost of a dataset) is checked by [`crate::prepare`].
+//!
+//! The statistics' limits keep their work below the sweep's: per prompt and cell, at most
+//! [`MAX_RESAMPLES`] + [`MAX_PERMUTATIONS`] additions (a few hundred thousand flops), where the
+//! patched run of that prompt and cell costs at least the unembedding at its last position
+//! (2 × 50,257 × d_model flops, millions), which [`crate::prepare::MAX_RUN_FLOPS`] bounds. The
+//! bootstrap's memory is bounded by
+//! [`crate::analysis::uncertainty::BOOTSTRAP_BUFFER`] whatever the grid.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -27,6 +34,10 @@ pub const MAX_SHORT_TEXT_BYTES: usize = 256;
 pub const MAX_WINDOW: usize = 128;
 /// The largest σ of the detection rule.
 pub const MAX_DETECT_SIGMA: f64 = 100.0;
+/// The most bootstrap resamples (`stats.resamples`).
+pub const MAX_RESAMPLES: usize = 100_000;
+/// The most Monte Carlo sign patterns of the permutation test (`stats.permutations`).
+pub const MAX_PERMUTATIONS: usize = 100_000;
 
 fn field(name: &str, message: String) -> PatchingError {
     PatchingError::Spec(format!("`{name}` {message}"))
@@ -160,6 +171,34 @@ pub fn check(spec: &ExperimentSpec) -> Result<(), PatchingError> {
             format!("is {}; windows are at most {MAX_WINDOW} layers", w.size),
         ));
     }
+    let stats = &spec.stats;
+    if !(stats.level > 0.0 && stats.level < 1.0) {
+        return Err(field(
+            "stats.level",
+            format!(
+                "is {}; the confidence level is strictly between 0 and 1",
+                stats.level
+            ),
+        ));
+    }
+    if !(1..=MAX_RESAMPLES).contains(&stats.resamples) {
+        return Err(field(
+            "stats.resamples",
+            format!(
+                "is {}; the bootstrap takes 1 to {MAX_RESAMPLES} resamples",
+                stats.resamples
+            ),
+        ));
+    }
+    if !(1..=MAX_PERMUTATIONS).contains(&stats.permutations) {
+        return Err(field(
+            "stats.permutations",
+            format!(
+                "is {}; the Monte Carlo permutation test takes 1 to {MAX_PERMUTATIONS} sign patterns",
+                stats.permutations
+            ),
+        ));
+    }
     match spec.detect {
         Detect::Sigma(k) if !(k.is_finite() && k > 0.0 && k <= MAX_DETECT_SIGMA) => Err(field(
             "detect.sigma",
@@ -169,6 +208,16 @@ pub fn check(spec: &ExperimentSpec) -> Result<(), PatchingError> {
             "detect.threshold",
             format!("is {t}; it must be a finite effect of at least 0"),
         )),
+        Detect::Significant { alpha, .. } if !(alpha > 0.0 && alpha < 1.0) => Err(field(
+            "detect.significant.alpha",
+            format!("is {alpha}; a significance level is strictly between 0 and 1"),
+        )),
+        Detect::Significant { min_effect, .. } if !(min_effect.is_finite() && min_effect >= 0.0) => {
+            Err(field(
+                "detect.significant.min_effect",
+                format!("is {min_effect}; it must be a finite effect of at least 0"),
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -1,6 +1,6 @@
 //! The experiment spec, the input language of Patchbay: every choice an experiment makes
 //! (model, prompts, corruption, answers, metric, direction, target, window, seed, dataset,
-//! detection), versioned. The CLI runs it, and the page's share links carry it, so that a link
+//! detection, statistics), versioned. The CLI runs it, and the page's share links carry it, so that a link
 //! reopens exactly the same experiment. Nothing here runs a model: [`crate::prepare`] checks a
 //! spec against one.
 
@@ -10,6 +10,7 @@ pub mod target;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::analysis::uncertainty::StatsSettings;
 pub use crate::corruption::gn::GaussianNoise;
 use crate::{MetricKind, PatchingError};
 use dataset::DatasetSpec;
@@ -51,6 +52,10 @@ pub struct ExperimentSpec {
     /// How components are detected in the grid (default: the paper's 2σ).
     #[serde(default)]
     pub detect: Detect,
+    /// How a dataset's per-cell statistics are drawn: the bootstrap's level and resamples, the
+    /// Monte Carlo sign flips, and their seed (left out when they are the defaults).
+    #[serde(default, skip_serializing_if = "StatsSettings::is_default")]
+    pub stats: StatsSettings,
 }
 
 /// The rule that flags a cell as a detected component.
@@ -62,11 +67,62 @@ pub enum Detect {
     /// An absolute effect at least this large (for small models, where one dominant cell
     /// inflates σ).
     Threshold(f64),
+    /// A sign-flip p-value, adjusted across the grid's cells, of at most `alpha` (a dataset of
+    /// two prompts or more), and an absolute effect of at least `min_effect` (default 0):
+    /// `{"significant": {"alpha": 0.01, "correction": "holm", "min_effect": 0.2}}`. Over many
+    /// prompts a small but consistent effect is significant too: significance says an effect is
+    /// not noise, `min_effect` that it is large enough to count.
+    Significant {
+        alpha: f64,
+        #[serde(default)]
+        correction: Correction,
+        #[serde(default)]
+        min_effect: f64,
+    },
+}
+
+/// How p-values are adjusted for the grid's many cells.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Correction {
+    /// Holm's step-down method: controls the family-wise error rate.
+    #[default]
+    Holm,
+    /// Benjamini–Hochberg: controls the false discovery rate.
+    Bh,
 }
 
 impl Default for Detect {
     fn default() -> Self {
         Detect::Sigma(2.0)
+    }
+}
+
+impl Detect {
+    /// The rule in words, after "Components …": "over 2σ from the mean", "with an effect of at
+    /// least 0.2", "significant at α = 0.01 after Holm's correction, with an effect of at least
+    /// 0.2".
+    pub fn describe(&self) -> String {
+        match self {
+            Detect::Sigma(k) => format!("over {k}σ from the mean"),
+            Detect::Threshold(t) => format!("with an effect of at least {t}"),
+            Detect::Significant {
+                alpha,
+                correction,
+                min_effect,
+            } => {
+                let correction = match correction {
+                    Correction::Holm => "Holm's correction",
+                    Correction::Bh => "Benjamini–Hochberg's correction",
+                };
+                let effect = if *min_effect > 0.0 {
+                    format!(", with an effect of at least {min_effect}")
+                } else {
+                    String::new()
+                };
+                format!("significant at α = {alpha} after {correction}{effect}")
+            }
+        }
     }
 }
 
