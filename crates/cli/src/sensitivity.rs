@@ -1,6 +1,7 @@
 //! `patchbay sensitivity SPEC.json`: the spec's dataset under every combination of corruption,
 //! metric, direction and seed; prints or writes the cases, their Jaccard and rank-correlation
-//! matrices and Table 1 (heads detected per known class).
+//! matrices, Table 1 (heads detected per known class) and, with several seeds, how stable each
+//! setting's detected set is across them (stability.csv).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -171,6 +172,36 @@ fn write(out: &mut OutDir, result: &Sensitivity) -> Result<(), String> {
                 .collect(),
         ),
     )?;
+    if !result.stability.is_empty() {
+        let mut csv = "setting,seeds,jaccard_mean,jaccard_min,components\n".to_string();
+        for s in &result.stability {
+            let seeds: Vec<String> = s.seeds.iter().map(u64::to_string).collect();
+            // Each component as its axis labels joined by dots ("1.0" for head 1.0), with the
+            // fraction of seeds that detect it.
+            let components: Vec<String> = s
+                .components
+                .iter()
+                .map(|f| {
+                    let at: Vec<&str> = f
+                        .index
+                        .iter()
+                        .zip(&result.axes)
+                        .map(|(&i, axis)| axis.labels[i].as_str())
+                        .collect();
+                    format!("{} ({:.2})", at.join("."), f.fraction)
+                })
+                .collect();
+            csv.push_str(&format!(
+                "\"{}\",\"{}\",{:.4},{:.4},\"{}\"\n",
+                s.setting,
+                seeds.join(" "),
+                s.jaccard_mean,
+                s.jaccard_min,
+                components.join(" ").replace('"', "\"\"")
+            ));
+        }
+        out.write("stability.csv", csv)?;
+    }
     if let Some(table) = &result.table {
         let mut csv = format!("class,heads,{}\n", labels.join(","));
         let heads = |h: &[[usize; 2]]| {

@@ -2,7 +2,8 @@
 //! `axes`, `clean_metric`, `corrupted_metric`, `metric`, `normalized` and `spec`; `--out` writes
 //! results.json, a CSV and an SVG heatmap per grid (for a dataset also its standard errors,
 //! bootstrap interval and p-values); every example spec in examples/ runs (on the fixture model,
-//! standing in for GPT-2 small) or fails with its own clear message.
+//! standing in for GPT-2 small) or fails with its own clear message; `patchbay sensitivity` with
+//! several seeds writes how stable each setting's detected set is.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -261,6 +262,66 @@ fn a_dataset_writes_its_standard_errors_intervals_and_p_values() {
     heads.sort();
     assert_eq!(heads, vec![0, 2, 3], "heads 0.0, 1.0 and 1.1");
     assert!(detected.iter().all(|&c| holm[c] < 0.01));
+    std::fs::remove_dir_all(out).unwrap();
+    std::fs::remove_file(spec).unwrap();
+}
+
+#[test]
+fn sensitivity_over_seeds_writes_the_stability_of_each_setting() {
+    let spec = ioi_dataset_spec("stability", r#"{"threshold": 0.2}"#);
+    let out = std::env::temp_dir().join(format!("patchbay-stability-{}", std::process::id()));
+    let (ok, _, stderr) = patchbay(&[
+        "sensitivity",
+        spec.to_str().unwrap(),
+        "--corruptions",
+        "str:s2,gn:s2",
+        "--metrics",
+        "logit_diff",
+        "--directions",
+        "denoising",
+        "--seeds",
+        "0,1",
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let csv = std::fs::read_to_string(out.join("stability.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "setting,seeds,jaccard_mean,jaccard_min,components");
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1].starts_with("\"STR S2 · logit_diff · denoising\",\"0 1\","),
+        "{csv}"
+    );
+    assert!(
+        lines[2].starts_with("\"GN S2 · logit_diff · denoising\",\"0 1\","),
+        "{csv}"
+    );
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sensitivity.json")).unwrap()).unwrap();
+    let stability = result["stability"].as_array().unwrap();
+    // With two seeds the mean and the smallest Jaccard are the one pair's, from the matrix.
+    for (row, s) in stability.iter().enumerate() {
+        let cases: Vec<usize> = s["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap() as usize)
+            .collect();
+        let pair = result["jaccard"][cases[0]][cases[1]].as_f64().unwrap();
+        assert_eq!(s["jaccard_mean"].as_f64().unwrap(), pair);
+        assert!(
+            lines[row + 1].contains(&format!(",{pair:.4},{pair:.4},")),
+            "{csv}"
+        );
+    }
+    // STR S2 finds the three known heads under both seeds.
+    assert!(
+        lines[1].ends_with(",\"0.0 (1.00) 1.0 (1.00) 1.1 (1.00)\""),
+        "{csv}"
+    );
     std::fs::remove_dir_all(out).unwrap();
     std::fs::remove_file(spec).unwrap();
 }

@@ -221,3 +221,94 @@ fn prompts_of_different_lengths_without_roles_are_aligned_from_the_end() {
     .to_string();
     assert!(err.contains("different lengths"), "{err}");
 }
+
+#[test]
+fn sensitivity_reports_how_stable_each_detected_set_is_across_seeds() {
+    let (model, tokenizer) = embedded();
+    let base = ioi_dataset(json!({"threshold": 0.2}));
+    let choices = Choices {
+        corruptions: vec![
+            CorruptionChoice::Str(Some(IoiNames::S2)),
+            CorruptionChoice::Gn(Some(IoiNames::S2)),
+        ],
+        metrics: vec![MetricKind::LogitDiff],
+        directions: vec![Direction::Denoising],
+        seeds: vec![0, 1, 2],
+        samples: 4,
+    };
+    let result = pollster::block_on(sensitivity(
+        &model,
+        &tokenizer,
+        &base,
+        &choices,
+        None,
+        &RunOptions::default(),
+        &mut |_: &Progress| true,
+    ))
+    .unwrap();
+    assert_eq!(result.cases.len(), 6);
+    let settings: Vec<&str> = result.stability.iter().map(|s| s.setting.as_str()).collect();
+    assert_eq!(
+        settings,
+        [
+            "STR S2 · logit_diff · denoising",
+            "GN S2 · logit_diff · denoising"
+        ]
+    );
+    for (g, s) in result.stability.iter().enumerate() {
+        assert_eq!(s.seeds, vec![0, 1, 2]);
+        assert_eq!(s.cases, vec![3 * g, 3 * g + 1, 3 * g + 2]);
+        for (&i, seed) in s.cases.iter().zip(&s.seeds) {
+            assert!(result.cases[i].label.ends_with(&format!("seed {seed}")));
+        }
+        // The pairwise Jaccard similarities are those of the sensitivity's own matrix.
+        let pairs: Vec<f64> = [(0, 1), (0, 2), (1, 2)]
+            .iter()
+            .map(|&(a, b)| result.jaccard[s.cases[a]][s.cases[b]])
+            .collect();
+        assert!((s.jaccard_mean - pairs.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+        assert_eq!(s.jaccard_min, pairs.iter().copied().fold(1.0, f64::min));
+        // Each component's fraction is the share of seeds whose case detected it.
+        for f in &s.components {
+            let hits = s
+                .cases
+                .iter()
+                .filter(|&&i| result.cases[i].detected.contains(&f.cell))
+                .count();
+            assert_eq!(f.fraction, hits as f64 / 3.0, "{:?}", f.index);
+            assert_eq!(f.index, vec![f.cell / 2, f.cell % 2]);
+        }
+        let detected_somewhere: std::collections::BTreeSet<usize> = s
+            .cases
+            .iter()
+            .flat_map(|&i| result.cases[i].detected.iter().copied())
+            .collect();
+        assert_eq!(detected_somewhere.len(), s.components.len());
+    }
+    // STR S2 with logit difference finds the three known heads under every seed.
+    let str_s2 = &result.stability[0];
+    let always: Vec<Vec<usize>> = str_s2
+        .components
+        .iter()
+        .filter(|f| f.fraction == 1.0)
+        .map(|f| f.index.clone())
+        .collect();
+    assert_eq!(always, vec![vec![0, 0], vec![1, 0], vec![1, 1]], "{str_s2:?}");
+    assert_eq!(str_s2.jaccard_mean, 1.0);
+    // One seed: nothing to compare.
+    let one = Choices {
+        seeds: vec![2],
+        ..choices
+    };
+    let single = pollster::block_on(sensitivity(
+        &model,
+        &tokenizer,
+        &base,
+        &one,
+        None,
+        &RunOptions::default(),
+        &mut |_: &Progress| true,
+    ))
+    .unwrap();
+    assert!(single.stability.is_empty());
+}

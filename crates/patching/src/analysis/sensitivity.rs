@@ -1,12 +1,14 @@
 //! Method sensitivity: the same dataset under every combination of corruption, metric and
 //! direction (and, for stability, several seeds), with the components each detects, the Jaccard
-//! similarity of those sets, the rank correlation of the grids, and the paper's Table 1: the
-//! heads of each known class detected under each setting.
+//! similarity of those sets, the rank correlation of the grids, the paper's Table 1: the heads of
+//! each known class detected under each setting, and, with several seeds, how stable each
+//! setting's detected set is across them ([`crate::analysis::stability`]).
 
 use patchbay_model::{Gpt2, Gpt2Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::known_circuits::HeadClass;
+use crate::analysis::stability::Stability;
 use crate::analysis::stats;
 use crate::corruption::gn::GaussianNoise;
 use crate::experiment::{Observer, Progress, RunOptions, run_experiment};
@@ -99,6 +101,8 @@ pub struct Sensitivity {
     pub spearman: Vec<Vec<Option<f64>>>,
     /// Table 1, when the grid is layer × head and the model has known classes.
     pub table: Option<Vec<ClassRow>>,
+    /// With two seeds or more: for each setting, how stable its detected set is across them.
+    pub stability: Vec<Stability>,
 }
 
 fn label(
@@ -181,9 +185,12 @@ pub async fn sensitivity(
 ) -> Result<Sensitivity, PatchingError> {
     choices.check()?;
     let mut settings = Vec::new();
+    // Each corruption × metric × direction, whose seeds are consecutive cases.
+    let mut groups = Vec::new();
     for &c in &choices.corruptions {
         for &m in &choices.metrics {
             for &d in &choices.directions {
+                groups.push(label(c, m, d, None));
                 for &s in &choices.seeds {
                     let seed = (choices.seeds.len() > 1).then_some(s);
                     settings.push((label(c, m, d, seed), variant(base, c, m, d, s, choices.samples)?));
@@ -236,6 +243,21 @@ pub async fn sensitivity(
                 .collect()
         })
         .collect();
+    let shape: Vec<usize> = axes.iter().map(|a| a.labels.len()).collect();
+    let k = choices.seeds.len();
+    let stability = if k > 1 {
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(g, setting)| {
+                let indices: Vec<usize> = (g * k..(g + 1) * k).collect();
+                let detected: Vec<&[usize]> = indices.iter().map(|&i| cases[i].detected.as_slice()).collect();
+                Stability::of(setting, choices.seeds.clone(), indices.clone(), &detected, &shape)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let heads_grid = axes.len() == 2 && axes[0].name == LAYER && axes[1].name == HEAD_INDEX;
     let table = match (classes, heads_grid) {
         (Some(classes), true) => {
@@ -269,6 +291,7 @@ pub async fn sensitivity(
         jaccard,
         spearman,
         table,
+        stability,
     })
 }
 
