@@ -25,7 +25,7 @@ pub fn cpu() -> Backend {
     Backend {
         device: Device::flex(),
         kind: "cpu",
-        description: "CPU (burn flex, pure Rust)".into(),
+        description: "the CPU (burn flex, pure Rust)".into(),
         max_binding_bytes: None,
     }
 }

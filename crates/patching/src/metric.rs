@@ -39,6 +39,24 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
+    /// Every metric, in the order the page lists them.
+    pub const ALL: [MetricKind; 4] = [
+        MetricKind::LogitDiff,
+        MetricKind::Prob,
+        MetricKind::Kl,
+        MetricKind::ProbDiff,
+    ];
+
+    /// The name of a choice list: "Logit difference", "Probability difference P(R) − P(R′)".
+    pub fn choice_label(self) -> &'static str {
+        match self {
+            MetricKind::LogitDiff => "Logit difference",
+            MetricKind::Prob => "Probability of r",
+            MetricKind::Kl => "KL divergence",
+            MetricKind::ProbDiff => "Probability difference P(R) − P(R′)",
+        }
+    }
+
     /// The metric's name in specs and results.
     pub fn name(self) -> &'static str {
         match self {

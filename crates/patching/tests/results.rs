@@ -1,10 +1,11 @@
 //! The results decoder a link's results go through: real results round-trip, and every shape a
-//! probe found crashing the page is refused with a message.
+//! probe found crashing the page is refused with a message; small denominators are warned of.
 
 mod common;
 
 use common::*;
 use patchbay_model::backend;
+use patchbay_patching::spec::Normalize;
 use patchbay_patching::{Results, RunOptions};
 use serde_json::{Value, json};
 
@@ -62,5 +63,35 @@ fn results_round_trip_and_malformed_ones_are_refused() {
             .unwrap_err()
             .to_string()
             .contains("malformed")
+    );
+}
+
+#[test]
+fn prompts_with_small_denominators_are_named_in_a_warning() {
+    let b = backend::cpu();
+    let (model, tokenizer) = tiny(&b);
+    let spec = spec_of(Cases::load().named("dataset4.z.all"));
+    let mut results = run(&model, &tokenizer, &spec, &RunOptions::default());
+    results.small_denominators = Vec::new();
+    assert_eq!(results.small_denominator_warning(), None);
+    results.small_denominators = vec![1, 3];
+    results.normalized = true;
+    results.spec.metric.normalize = Normalize::RatioOfMeans;
+    let warning = results.small_denominator_warning().unwrap();
+    assert!(
+        warning.starts_with(
+            "2 of the 4 prompts (1, 3) have a denominator M_clean − M_corrupted under 5% of the mean"
+        ),
+        "{warning}"
+    );
+    assert!(warning.contains("so they do not dominate the grid"), "{warning}");
+    results.spec.metric.normalize = Normalize::PerPrompt;
+    let warning = results.small_denominator_warning().unwrap();
+    assert!(warning.contains("can dominate the grid"), "{warning}");
+    results.normalized = false;
+    assert_eq!(
+        results.small_denominator_warning(),
+        None,
+        "an unnormalized grid divides by nothing"
     );
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::analysis::detect::Detection;
 use crate::analysis::stats::unravel;
 use crate::analysis::uncertainty::{CellStats, EXACT_MAX_PROMPTS, StatsSettings};
+use crate::spec::Normalize;
 use crate::sweep::plan::{Axis, COMPONENT, DEST_POS, HEAD_INDEX, LAYER, POS};
 use crate::tasks::DatasetReport;
 use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind, PatchingError};
@@ -727,6 +728,113 @@ impl Results {
             show(at(&stats.p_holm), &p),
             show(at(&stats.p_bh), &p),
         ))
+    }
+
+    /// The labels of flat cell `cell` along every axis.
+    pub fn cell_labels(&self, cell: usize) -> Vec<&str> {
+        let shape: Vec<usize> = self.axes.iter().map(|a| a.labels.len()).collect();
+        unravel(cell, &shape)
+            .iter()
+            .zip(&self.axes)
+            .map(|(&i, axis)| axis.labels[i].as_str())
+            .collect()
+    }
+
+    /// How cell `cell` of the effect grid varies across a dataset's prompts: "Across the 40
+    /// prompts: sd 0.120, from 0.0100 to 0.900." `None` for a single prompt.
+    pub fn spread(&self, cell: usize) -> Option<String> {
+        let sd = self.sd_grid.as_ref()?.values.get(cell)?;
+        let values: Vec<f64> = self
+            .prompt_grids
+            .iter()
+            .filter_map(|g| g.values.get(cell).copied())
+            .collect();
+        if values.is_empty() {
+            return None;
+        }
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(format!(
+            "Across the {} prompts: sd {}, from {} to {}.",
+            values.len(),
+            precision(*sd, 3),
+            precision(min, 3),
+            precision(max, 3)
+        ))
+    }
+
+    /// What a reader sees for cell `cell` of view `key`: its labels and value, what the value
+    /// means, and for a dataset's effect grid its spread across prompts and how sure it is
+    /// ([`Results::uncertainty`]). `None` for a view these results lack or a cell beyond the grid.
+    pub fn hover_text(&self, key: &str, cell: usize) -> Option<String> {
+        let view = self.view(key)?;
+        let value = *view.grid.values.get(cell)?;
+        let mut text = format!(
+            "{} = {}. {}",
+            self.cell_labels(cell).join(" · "),
+            precision(value, 4),
+            self.meaning(key, cell, value)
+        );
+        if key == "grid" {
+            if let Some(spread) = self.spread(cell) {
+                text.push(' ');
+                text.push_str(&spread);
+            }
+            if let Some(sure) = self.uncertainty(cell) {
+                text.push_str(&format!(" {sure}."));
+            }
+        }
+        Some(text)
+    }
+
+    /// A warning when the grid is normalized and some prompts' own denominators (M_clean −
+    /// M_corrupted) are under 5% of the mean: "2 of the 40 prompts (3, 17) have …". `None`
+    /// otherwise.
+    pub fn small_denominator_warning(&self) -> Option<String> {
+        let small = &self.small_denominators;
+        if small.is_empty() || !self.normalized {
+            return None;
+        }
+        let list: Vec<String> = small.iter().map(usize::to_string).collect();
+        let rule = match self.spec.metric.normalize {
+            Normalize::PerPrompt => {
+                "normalized per prompt, each divides its effects by almost nothing and can \
+                 dominate the grid (the ratio of means does not)"
+            }
+            Normalize::RatioOfMeans => {
+                "the ratio of means divides by the mean, so they do not dominate the grid, \
+                 but per prompt they would"
+            }
+        };
+        Some(format!(
+            "{} of the {} prompts ({}) have a denominator M_clean − M_corrupted under 5% of the \
+             mean ({}): {rule}.",
+            small.len(),
+            self.prompts.len(),
+            list.join(", "),
+            precision(self.denominator, 3),
+        ))
+    }
+
+    /// The heading of the detected components: "Components over 2σ from the mean (3)".
+    pub fn detection_heading(&self) -> String {
+        format!(
+            "Components {} ({})",
+            self.spec.detect.describe(),
+            self.detected.len()
+        )
+    }
+
+    /// One detected component in words: "the output of head 0.0 at every position: 0.912
+    /// (+2.3σ)".
+    pub fn detection_text(&self, d: &Detection) -> String {
+        format!(
+            "{}: {:.3} ({}{:.1}σ)",
+            self.describe_cell(d.cell),
+            d.value,
+            if d.z > 0.0 { "+" } else { "" },
+            d.z
+        )
     }
 }
 

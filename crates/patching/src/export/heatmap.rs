@@ -73,7 +73,7 @@ const CHAR_W: i32 = 7;
 
 /// Which axis of a grid makes the panels, the rows and the columns: three-axis grids get a
 /// panel per component (`block_every`) or per position, with layers as rows.
-fn roles(axes: &[Axis]) -> (Option<usize>, usize, Option<usize>) {
+pub fn roles(axes: &[Axis]) -> (Option<usize>, usize, Option<usize>) {
     let find = |name: &str| axes.iter().position(|a| a.name == name);
     match axes.len() {
         1 => (None, 0, None),

@@ -15,6 +15,31 @@ pub enum Task {
     Factual,
 }
 
+impl Task {
+    /// Every task, in the order the page lists them.
+    pub const ALL: [Task; 4] = [Task::Ioi, Task::GreaterThan, Task::Induction, Task::Factual];
+
+    /// The name used in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Ioi => "ioi",
+            Task::GreaterThan => "greater_than",
+            Task::Induction => "induction",
+            Task::Factual => "factual",
+        }
+    }
+
+    /// The name of a choice list.
+    pub fn label(self) -> &'static str {
+        match self {
+            Task::Ioi => "Generated IOI sentences",
+            Task::GreaterThan => "Generated greater-than sentences",
+            Task::Induction => "Generated repeated sequences (induction)",
+            Task::Factual => "Built-in facts the model knows (GPT-2 small)",
+        }
+    }
+}
+
 /// Which IOI names the corrupted prompt changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,6 +51,29 @@ pub enum IoiNames {
     S1Io,
     /// All three names change (Wang et al.'s ABC).
     Abc,
+}
+
+impl IoiNames {
+    /// Every choice, in the order the page lists them.
+    pub const ALL: [IoiNames; 3] = [IoiNames::S2, IoiNames::S1Io, IoiNames::Abc];
+
+    /// The name used in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoiNames::S2 => "s2",
+            IoiNames::S1Io => "s1_io",
+            IoiNames::Abc => "abc",
+        }
+    }
+
+    /// The name of a choice list.
+    pub fn label(self) -> &'static str {
+        match self {
+            IoiNames::S2 => "S2 (the paper's STR)",
+            IoiNames::S1Io => "S1 and IO",
+            IoiNames::Abc => "all three (ABC)",
+        }
+    }
 }
 
 /// A generated dataset.

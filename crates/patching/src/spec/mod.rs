@@ -126,6 +126,10 @@ impl Detect {
     }
 }
 
+/// Whether this build computes attribution patching (`"attribution": true`): it needs burn's
+/// autodiff, which the browser bundle leaves out.
+pub const ATTRIBUTION_AVAILABLE: bool = cfg!(feature = "autodiff");
+
 fn yes() -> bool {
     true
 }
@@ -207,8 +211,27 @@ pub enum Normalize {
 }
 
 impl Normalize {
+    /// Both rules, in the order the page lists them.
+    pub const ALL: [Normalize; 2] = [Normalize::RatioOfMeans, Normalize::PerPrompt];
+
     fn is_default(&self) -> bool {
         *self == Normalize::RatioOfMeans
+    }
+
+    /// The name used in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalize::RatioOfMeans => "ratio_of_means",
+            Normalize::PerPrompt => "per_prompt",
+        }
+    }
+
+    /// The name of a choice list.
+    pub fn label(self) -> &'static str {
+        match self {
+            Normalize::RatioOfMeans => "Ratio of means over the prompts (as TransformerLens demos)",
+            Normalize::PerPrompt => "Mean of each prompt's normalized effect",
+        }
     }
 }
 
@@ -221,6 +244,27 @@ pub enum Direction {
     Denoising,
     /// Corrupted activations into the clean run: is the component necessary?
     Noising,
+}
+
+impl Direction {
+    /// Both directions, in the order the page lists them.
+    pub const ALL: [Direction; 2] = [Direction::Denoising, Direction::Noising];
+
+    /// The name used in specs and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Denoising => "denoising",
+            Direction::Noising => "noising",
+        }
+    }
+
+    /// The name of a choice list: what the direction patches and what it tests.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Denoising => "Denoising: clean into corrupted (sufficiency)",
+            Direction::Noising => "Noising: corrupted into clean (necessity)",
+        }
+    }
 }
 
 /// Patch `size` adjacent layers together, centred on each layer and clipped at the ends.
