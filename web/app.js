@@ -6,7 +6,8 @@ import { WorkerClient } from './worker-client.js';
 import { Editor, clearErrors, showFieldError } from './editor.js';
 import { ResultsView } from './results.js';
 import { CompareView } from './compare.js';
-import { makeLink, readLink } from './share.js';
+import { isLink, makeLink, readLink } from './share.js';
+import { modelName, parseSpecText, sameModel, specText } from './spec.js';
 import { LESSONS } from './lessons.js';
 
 /** GPT-2 small on the Hugging Face Hub. */
@@ -24,15 +25,35 @@ let EMBEDDED = SHIPPED[params.get('model')] ? params.get('model') : 'patchbay-io
 const embeddedBase = () => new URL(`../models/${EMBEDDED}/`, import.meta.url).href;
 const worker = new WorkerClient(new URL('./worker.js', import.meta.url));
 
-/** State the end-to-end tests read. */
-const state = { backend: null, model: null, prediction: null, results: null, running: false, errors: [], runs: 0, timings: {} };
+/**
+ * State the end-to-end tests read. `started` counts runs begun and `lastStarted` is the exact
+ * spec text the worker handed to the core; `stages` lists the stages of the latest run.
+ */
+const state = {
+  backend: null,
+  model: null,
+  prediction: null,
+  results: null,
+  resultsSpec: null,
+  running: false,
+  errors: [],
+  runs: 0,
+  started: 0,
+  lastStarted: null,
+  stages: [],
+  links: 0,
+  timings: {},
+};
 /** Milliseconds since the page started loading, for the page-load benchmark. */
 const mark = (name) => {
   state.timings[name] ??= Math.round(performance.now());
 };
 window.patchbay = state;
 
-const editor = new Editor(worker, { onChange: (check) => onSpecChecked(check) });
+/** The core's choices (components, metrics, defaults), and what uses them; set in main(). */
+let catalog;
+let editor;
+let compareView;
 const resultsView = new ResultsView(worker, {
   inspect: (what) => inspect(what),
   drawn: (geometry) => {
@@ -40,7 +61,10 @@ const resultsView = new ResultsView(worker, {
     mark('heatmap');
   },
 });
-const compareView = new CompareView(worker, (spec, label) => runSpec(spec, label));
+worker.onStarted = (spec) => {
+  state.started += 1;
+  state.lastStarted = spec;
+};
 
 function showError(node, error) {
   const message = error?.message ?? String(error);
@@ -52,6 +76,12 @@ function showError(node, error) {
 
 let runStarted = 0;
 worker.onProgress = (p) => {
+  if (p.kind === 'run' && p.total === 0) {
+    // A stage before the first patch: preparing, compiling GPU kernels, the baseline runs.
+    state.stages.push({ stage: p.stage, at: Math.round(p.elapsed) });
+    $('#run-status').textContent = `${p.stage[0].toUpperCase()}${p.stage.slice(1)}…`;
+    return;
+  }
   if (p.kind === 'run') {
     const bar = $('#run-progress');
     bar.hidden = false;
@@ -64,7 +94,7 @@ worker.onProgress = (p) => {
       `${p.stage}: ${p.done} of ${p.total}${unit}` + (eta === null ? '' : `, about ${eta < 60 ? `${eta.toFixed(0)} s` : `${(eta / 60).toFixed(1)} min`} left`);
     // A dataset's mean so far, redrawn as groups of prompts finish.
     if (p.partial && state.running === 'experiment') {
-      resultsView.showPartial(p.partial, p.stage).catch(() => {});
+      resultsView.showPartial(p.partial).catch(() => {});
       state.partials = (state.partials ?? 0) + 1;
     }
     return;
@@ -85,8 +115,7 @@ async function startBackend() {
   const info = await worker.call('init', { useGpu, bindingCap: cap ? Number(cap) : null });
   state.backend = info;
   mark('backend');
-  $('#backend').textContent =
-    info.kind === 'wgpu' ? `Running on ${info.description}` : `Running on the CPU (${info.description})`;
+  $('#backend').textContent = `Running on ${info.description}`;
   $('#backend').dataset.kind = info.kind;
   if (info.fallback_reason) {
     say(
@@ -149,6 +178,18 @@ function chosenModel() {
   return [{ kind: 'files', files }, { local: weights?.name ?? files[0].name }];
 }
 
+/**
+ * How the page loads a spec's model: `{ radio, embedded?, url? }`, or null for a model it
+ * cannot load (another Hub model, an unknown shipped one).
+ */
+function loadable(model) {
+  if (model?.embedded !== undefined) return SHIPPED[model.embedded] ? { radio: 'fixture', embedded: model.embedded } : null;
+  if (model?.hub !== undefined) return model.hub === HUB_ID ? { radio: 'hub' } : null;
+  if (model?.url !== undefined) return { radio: 'url', url: model.url };
+  if (model?.local !== undefined) return { radio: 'file' };
+  return null;
+}
+
 /** Cancels the running experiment, if any, and waits until it has stopped. */
 async function stopRun() {
   if (!state.running) return;
@@ -156,7 +197,11 @@ async function stopRun() {
   while (state.running) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
-async function loadModel() {
+/**
+ * Loads the chosen model. With `adopt` (the user pressed Load), the experiment runs on it from
+ * now on. A failed load leaves the previous model loaded and usable.
+ */
+async function loadModel({ adopt = false } = {}) {
   say($('#model-error'), '');
   await stopRun();
   $('#progress-text').textContent = '';
@@ -169,22 +214,38 @@ async function loadModel() {
     state.model = { ...info, source: model };
     mark('model');
     predicted = null;
-    editor.model = model;
+    predictions.clear();
+    if (adopt) editor.setModel(model);
     editor.modelReady = true;
     $('#model-status').textContent =
       `Loaded ${info.n_layer} layers × ${info.n_head} heads, d_model ${info.n_embd}, ` +
       `context ${info.n_positions} (${origin}).`;
-    setRunnable(true);
+    // Nothing was downloaded: no download line to keep.
+    if (origin.startsWith('shipped')) $('#progress-text').textContent = '';
+    showModelNote();
     editor.schedule(0);
   } catch (error) {
-    $('#model-status').textContent = state.model ? 'The previous model is no longer loaded.' : '';
-    state.model = null;
-    editor.modelReady = false;
+    $('#model-status').textContent = state.model ? `The previous model, ${modelName(state.model.source)}, is still loaded.` : '';
     throw error;
   } finally {
     $('#load').disabled = false;
     $('#progress').hidden = true;
+    setRunnable(Boolean(state.model));
   }
+}
+
+/** Says so when the experiment names a model other than the loaded one. */
+function showModelNote() {
+  const named = editor.spec?.model;
+  const box = $('#kept-model');
+  if (!named || sameModel(named, state.model?.source)) {
+    say(box, '');
+    return;
+  }
+  const how = loadable(named)
+    ? 'Load it above to run the experiment, or load another model to run it there.'
+    : 'This page cannot load it: it loads GPT-2 small from the Hub, the models that ship with the app, a URL or local files. Load one of those above to run the experiment on it instead.';
+  say(box, `The experiment names the model ${modelName(named)}${state.model ? `, but ${modelName(state.model.source)} is loaded` : ''}. ${how}`);
 }
 
 function setRunnable(on) {
@@ -206,10 +267,7 @@ function renderTop(top) {
       const use = el('td');
       for (const [label, target] of [['r', '#answer'], ['r′', '#counter']]) {
         const b = el('button', { text: label, attrs: { type: 'button', title: `Use ${p.text} as ${label}` }, classes: ['small'] });
-        b.addEventListener('click', () => {
-          $(target).value = p.raw;
-          editor.changed(target);
-        });
+        b.addEventListener('click', () => editor.setField(target, p.raw));
         use.append(b);
       }
       row.append(cell, use);
@@ -219,15 +277,21 @@ function renderTop(top) {
 }
 
 let predicted = null;
+/** The loaded model's latest predictions by `bos|text`: a prompt that comes back costs no pass. */
+const predictions = new Map();
 async function predict(force = false) {
   const text = $('#clean').value;
   const bos = $('#bos').checked;
   const key = `${bos}|${text}`;
   if (!force && key === predicted) return;
   predicted = key;
+  // A generated dataset with no pair listed leaves the prompt empty: nothing to predict.
+  if (!force && text === '') return;
   say($('#predict-error'), '');
   try {
-    const result = await worker.call('predict', { text, bos, k: 10 });
+    const result = (!force && predictions.get(key)) || (await worker.call('predict', { text, bos, k: 10 }));
+    predictions.set(key, result);
+    if (predictions.size > 64) predictions.delete(predictions.keys().next().value);
     state.prediction = result;
     renderTop(result.top);
     editor.renderSuggestions(result.top);
@@ -237,22 +301,24 @@ async function predict(force = false) {
 }
 
 function onSpecChecked(check) {
+  // The editor's latest check by the core: the spec text checked, and its error if any.
+  state.checked = { spec: check?.spec ?? null, ok: Boolean(check?.ok), error: check?.error?.message ?? null };
+  showModelNote();
   if (check) predict();
 }
 
 // ---------------------------------------------------------------- running
 
-let pendingSpec = null;
-
-/** Runs a spec in the worker with progress and Cancel; resolves to its results. */
-function runSpec(spec, label = 'experiment') {
-  return runInWorker('run', { spec }, label);
+/** Runs spec text in the worker with progress and Cancel; resolves to its results. */
+function runSpec(spec, label = 'experiment', show = null) {
+  return runInWorker('run', { spec }, label, show);
 }
 
-/** Runs a long worker command with the progress bar and Cancel. */
-async function runInWorker(cmd, args, label) {
+/** Runs a long worker command with the progress bar and Cancel; `show` its result, if given, before it counts as done. */
+async function runInWorker(cmd, args, label, show = null) {
   if (state.running) throw new Error('An experiment is already running.');
   state.running = label === 'experiment' ? 'experiment' : label;
+  state.stages = [];
   setRunnable(false);
   $('#cancel').hidden = false;
   $('#run-progress').hidden = false;
@@ -261,8 +327,10 @@ async function runInWorker(cmd, args, label) {
   runStarted = performance.now();
   try {
     const results = await worker.call(cmd, args);
+    const seconds = (performance.now() - runStarted) / 1000;
+    await show?.(results);
     state.runs += 1;
-    $('#run-status').textContent = `Finished ${label} in ${((performance.now() - runStarted) / 1000).toFixed(1)} s.`;
+    $('#run-status').textContent = `Finished ${label} in ${seconds.toFixed(1)} s.`;
     return results;
   } catch (error) {
     $('#run-status').textContent = error.message === 'the run was cancelled' ? 'Cancelled.' : '';
@@ -275,39 +343,47 @@ async function runInWorker(cmd, args, label) {
   }
 }
 
-/** Patches a spec would run, to warn before long runs on the CPU. */
-function patchCount(spec, check) {
-  const len = check?.[0]?.clean.length ?? 1;
-  const m = state.model;
-  const heads = ['z', 'q', 'k', 'v', 'pattern'].includes(spec.target.component) && spec.target.heads !== 'all' ? m.n_head : 1;
-  const positions = spec.target.positions === 'each' ? len : 1;
-  return m.n_layer * heads * positions * spec.prompts.length * (spec.corruption.method === 'gn' ? spec.corruption.samples : 1);
+/** The CPU warning's sentence, from the core's estimate of the run's size. */
+function sizeText(size) {
+  const seconds = size.cpu_seconds < 120 ? `${Math.round(size.cpu_seconds)} s` : `${(size.cpu_seconds / 60).toFixed(1)} min`;
+  const samples = size.rows > size.prompts ? ` × ${size.rows / size.prompts} noise samples` : '';
+  return (
+    `This runs ${size.patches.toLocaleString('en')} patches on each of ${size.prompts.toLocaleString('en')} ` +
+    `prompt${size.prompts > 1 ? 's' : ''}${samples} (${size.tokens} tokens each) on the CPU: about ${seconds}, by the ` +
+    `core's estimate (it warns above ${size.warning_seconds} s). WebGPU would be much faster.`
+  );
 }
 
+/** Runs the editor's experiment; unless `confirmed`, a long run on the CPU asks first. */
 async function runExperiment(confirmed = false) {
   clearErrors();
   say($('#run-error'), '');
   $('#cpu-confirm').hidden = true;
-  let spec;
   try {
-    spec = editor.toSpec();
-    const check = await worker.call('check', { spec });
-    const heavy = state.backend.kind === 'cpu' && state.model.n_embd >= 512 && patchCount(spec, check) > 40;
-    if (heavy && !confirmed) {
-      pendingSpec = spec;
-      $('#cpu-confirm-text').textContent =
-        `This runs about ${patchCount(spec, check)} patched passes of a ${state.model.n_layer}-layer model on the CPU, ` +
-        'which can take several minutes. WebGPU would be much faster.';
-      $('#cpu-confirm').hidden = false;
-      $('#run-anyway').focus();
-      return;
+    const spec = await editor.canonical();
+    if (!state.model) throw Object.assign(new Error('Load a model first (above).'), { field: 'run' });
+    if (!sameModel(editor.spec.model, state.model.source)) {
+      showModelNote();
+      throw Object.assign(new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded: ${$('#kept-model').textContent}`), { field: 'run' });
     }
-    const results = await runSpec(spec);
-    mark('results');
-    state.results = results;
-    $('#share').disabled = false;
-    resultsView.classes = await worker.call('classes', { spec: results.spec }).catch(() => null);
-    await resultsView.show(results);
+    if (!confirmed && state.backend.kind === 'cpu') {
+      const size = await worker.call('size', { spec });
+      state.size = size;
+      if (size.slow_on_cpu) {
+        $('#cpu-confirm-text').textContent = sizeText(size);
+        $('#cpu-confirm').hidden = false;
+        $('#run-anyway').focus();
+        return;
+      }
+    }
+    // Shown before the run counts as done: whoever waits for it finds the page showing it.
+    await runSpec(spec, 'experiment', async (results) => {
+      mark('results');
+      state.results = results;
+      state.resultsSpec = spec;
+      $('#share').disabled = false;
+      await resultsView.show(results, { classes: true });
+    });
   } catch (error) {
     if (error.message !== 'the run was cancelled') {
       showFieldError(error);
@@ -318,18 +394,19 @@ async function runExperiment(confirmed = false) {
 
 // ---------------------------------------------------------------- looking inside a cell
 
-async function inspect({ results, cell, at, patch }) {
+async function inspect({ spec, cell, at, patch }) {
   const detail = $('#detail');
   const body = $('#detail-body');
   detail.hidden = false;
   body.replaceChildren();
   say($('#detail-status'), '');
-  const component = results.spec.target.component;
   try {
-    if (at.head_index !== undefined && component !== 'path') {
-      $('#detail-title').textContent = `Attention pattern of head ${at.layer}.${at.head_index}`;
+    const { HeatmapView } = await import('./heatmap-view.js');
+    if (at?.head) {
+      const [layer, head] = at.head;
+      $('#detail-title').textContent = `Attention pattern of head ${layer}.${head}`;
       say($('#detail-status'), `Running the clean, corrupted and patched runs of: ${patch}…`);
-      const p = await worker.call('headPatterns', { spec: results.spec, cell, layer: Number(at.layer), head: Number(at.head_index) });
+      const p = await worker.call('headPatterns', { spec, cell, layer, head });
       say($('#detail-status'), `Rows are query positions, columns key positions; patch: ${patch}.`);
       const axes = [
         { name: 'dest_pos', labels: p.tokens },
@@ -340,26 +417,21 @@ async function inspect({ results, cell, at, patch }) {
         const canvas = el('canvas', { attrs: { 'aria-label': `${name} run attention pattern` } });
         figure.append(el('figcaption', { text: `${name} run` }), canvas);
         body.append(figure);
-        const { HeatmapView } = await import('./heatmap-view.js');
-        await new HeatmapView(canvas, worker).show({ grid, axes, title: `${name}: head ${at.layer}.${at.head_index}`, label: 'attention', limit: 1 });
+        await new HeatmapView(canvas, worker).show({ grid, axes, title: `${name}: head ${layer}.${head}`, label: 'attention', limit: 1 });
       }
       state.detail = p;
-    } else if ((at.pos ?? at.dest_pos) !== undefined) {
-      at.position = at.pos ?? at.dest_pos;
-      const position = results.axes.find((a) => a.name === 'pos' || a.name === 'dest_pos').labels.indexOf(at.position);
-      $('#detail-title').textContent = `Heads at position "${at.position}"`;
-      const spec = structuredClone(results.spec);
-      spec.target = { component: 'z', positions: [position], heads: 'each' };
-      spec.window = null;
-      spec.attribution = false;
-      const heads = await runSpec(spec, `heads at position ${position}`);
-      say($('#detail-status'), `Each head's output patched alone at position "${at.position}", every layer.`);
+    } else if (at?.position !== undefined) {
+      $('#detail-title').textContent = `Heads at position "${at.label}"`;
+      const breakdown = parseSpecText(spec);
+      breakdown.target = { component: 'z', positions: [at.position], heads: 'each' };
+      breakdown.window = null;
+      breakdown.attribution = false;
+      const heads = await runSpec(specText(breakdown), `heads at position ${at.position}`);
+      say($('#detail-status'), `Each head's output patched alone at position "${at.label}", every layer.`);
       const canvas = el('canvas', { attrs: { 'aria-label': 'per-head breakdown' } });
       body.append(canvas);
-      const { HeatmapView } = await import('./heatmap-view.js');
-      const flat = (g) => (Array.isArray(g) ? g.flatMap(flat) : [g]);
-      const limit = Math.max(1e-12, ...flat(heads.grid).map(Math.abs));
-      await new HeatmapView(canvas, worker).show({ grid: heads.grid, axes: heads.axes, title: `heads at "${at.position}"`, label: 'effect', limit });
+      await worker.call('show', { slot: 'detail', results: heads });
+      await new HeatmapView(canvas, worker).paint(await worker.call('draw', { slot: 'detail', key: 'grid' }));
       state.detail = heads;
     } else {
       $('#detail-title').textContent = patch;
@@ -375,8 +447,8 @@ async function inspect({ results, cell, at, patch }) {
 async function runSensitivity() {
   say($('#sensitivity-error'), '');
   const checked = (name) => [...document.querySelectorAll(`input[name="${name}"]:checked`)].map((i) => i.value);
-  const spec = editor.toSpec();
-  const ioi = spec.dataset?.task === 'ioi';
+  const spec = await editor.canonical();
+  const ioi = editor.spec.dataset?.task === 'ioi';
   const corruptions = checked('sens-corruption')
     .filter((c) => ioi || c === 'str:s2' || c === 'gn:s2')
     .map((c) => {
@@ -393,7 +465,7 @@ async function runSensitivity() {
     metrics: checked('sens-metric'),
     directions: checked('sens-direction'),
     seeds: seeds.length ? seeds : [0],
-    samples: Number($('#sens-samples').value) || 10,
+    samples: Number($('#sens-samples').value) || catalog.gn.samples,
   };
   const result = await runInWorker('sensitivity', { spec, choices }, 'sensitivity');
   state.sensitivity = result;
@@ -444,29 +516,42 @@ async function exportAs(kind) {
   const results = state.results;
   if (!results) return;
   const view = $('#view').value;
-  const json = (v) => new Blob([JSON.stringify(v, null, 2)], { type: 'application/json' });
+  const spec = resultsView.summary.spec;
+  say($('#export-status'), '');
   switch (kind) {
     case 'png':
       return download('patchbay-heatmap.png', await resultsView.exportPng());
     case 'svg':
       return download('patchbay-heatmap.svg', new Blob([resultsView.exportSvg()], { type: 'image/svg+xml' }));
     case 'csv':
-      return download(`patchbay-${view}.csv`, new Blob([await worker.call('csv', { results, which: view })], { type: 'text/csv' }));
+      return download(`patchbay-${view}.csv`, new Blob([await worker.call('csv', { slot: 'main', key: view })], { type: 'text/csv' }));
     case 'json':
-      return download('patchbay-results.json', json(results));
+      return download('patchbay-results.json', new Blob([JSON.stringify(results, null, 2)], { type: 'application/json' }));
     case 'spec':
-      return download('patchbay-spec.json', json(results.spec));
-    case 'python':
-      return download('patchbay_experiment.py', new Blob([await worker.call('script', { spec: results.spec })], { type: 'text/x-python' }));
+      return download('patchbay-spec.json', new Blob([spec], { type: 'application/json' }));
+    case 'python': {
+      // The script of the prepared spec: a generated dataset's prompts written out.
+      const { script, named, note } = await worker.call('script', { spec });
+      state.script = { named, note };
+      if (!named) say($('#export-status'), `TransformerLens cannot load this model by name. ${note}`);
+      return download('patchbay_experiment.py', new Blob([script], { type: 'text/x-python' }));
+    }
   }
 }
 
+/** A link to the editor's experiment (its canonical text); the results ride along if asked and theirs. */
 async function share() {
-  const spec = state.results?.spec ?? editor.toSpec();
-  const url = await makeLink(spec, $('#share-results').checked ? state.results : null);
+  const spec = await editor.canonical();
+  let results = null;
+  let note = '';
+  if ($('#share-results').checked) {
+    if (state.results && state.resultsSpec === spec) results = state.results;
+    else note = 'The results shown are not of the experiment in the editor, so the link carries the experiment only.';
+  }
+  const url = await makeLink(spec, results);
   $('#share-panel').hidden = false;
   $('#share-url').value = url;
-  $('#share-length').textContent = `The link is ${url.length.toLocaleString('en')} characters long.`;
+  $('#share-length').textContent = `The link is ${url.length.toLocaleString('en')} characters long.${note ? ` ${note}` : ''}`;
   state.link = url;
 }
 
@@ -521,16 +606,14 @@ async function showLesson(index) {
     say($('#lesson-status'), '');
   }
   state.lesson = null;
-  editor.fromSpec({ version: 1, model: editor.model, prepend_bos: true, seed: 0, ...structuredClone(step.spec) });
+  editor.fromSpec({ version: 1, model: state.model?.source ?? editor.spec?.model, prepend_bos: true, seed: 0, ...step.spec });
   await stopRun();
   await runExperiment(true);
   state.comparison = null;
   $('#compare').hidden = true;
   if (step.compare) {
-    const spec = editor.toSpec();
-    const check = await worker.call('check', { spec: { ...spec, corruption: { method: 'str' } } });
     if (step.compare.kind) $('#compare-kind').value = step.compare.kind;
-    state.comparison = await compareView.compare(spec, step.compare.kind ?? step.compare, check[0].corrupted_positions);
+    state.comparison = await compareView.compare(editor.spec, step.compare.kind ?? step.compare);
     $('#compare-panel').scrollIntoView({ block: 'nearest' });
   }
   state.lesson = { index, results: state.results, comparison: state.comparison };
@@ -552,7 +635,7 @@ function lessonKeys(event) {
 function wire() {
   for (const radio of document.querySelectorAll('input[name="source"]')) radio.addEventListener('change', onSourceChange);
   $('#load').addEventListener('click', () =>
-    loadModel()
+    loadModel({ adopt: true })
       .then(() => {
         // A share link whose model had to be loaded first runs once it is.
         if (!state.pendingLinkRun) return;
@@ -568,10 +651,7 @@ function wire() {
   $('#compare-run').addEventListener('click', async () => {
     say($('#compare-error'), '');
     try {
-      const spec = editor.toSpec();
-      // The tokens STR swaps are the ones GN noises: take them from an STR check of the prompts.
-      const check = await worker.call('check', { spec: { ...spec, corruption: { method: 'str' } } });
-      await compareView.compare(spec, $('#compare-kind').value, check[0].corrupted_positions);
+      await compareView.compare(editor.spec, $('#compare-kind').value);
       state.comparison = compareView.last;
     } catch (error) {
       if (error.message !== 'the run was cancelled') showError($('#compare-error'), error);
@@ -599,11 +679,15 @@ function wire() {
     history.replaceState(null, '', lessonHash(lesson ?? 0));
   });
   document.addEventListener('keydown', lessonKeys);
+  // A link pasted into this tab opens in place, with the model already loaded.
+  window.addEventListener('hashchange', () => {
+    if (isLink()) openLink().catch((e) => showError($('#link-error'), e));
+  });
   window.addEventListener('unhandledrejection', (event) => showError($('#run-error'), event.reason));
 }
 
-/** Reads a share link, if the URL carries one: the spec (checked) and any results. */
-async function openLink() {
+/** Reads the URL's share link, if any: `{ spec (canonical text), results }`, or null. */
+async function readCurrentLink() {
   let link;
   try {
     link = await readLink();
@@ -612,18 +696,92 @@ async function openLink() {
     return null;
   }
   if (!link) return null;
+  if (link.resultsError) showError($('#link-error'), new Error(`${link.resultsError.message} The experiment opens without them.`));
   try {
-    const spec = await worker.call('parseSpec', { spec: link.spec });
-    return { spec, results: link.results };
+    return { spec: await worker.call('parseSpec', { spec: link.spec }), results: link.results };
   } catch (error) {
     showError($('#link-error'), new Error(`This link's experiment cannot be opened: ${error.message}`));
     return null;
   }
 }
 
+/**
+ * Opens the URL's share link: the editor holds its spec exactly; its results, if any, are
+ * shown; its model is loaded (the shipped ones at once, others when the user presses Load) and
+ * the experiment runs on it, never on another model. `startup`: no model is loaded yet.
+ */
+async function openLink({ startup = false } = {}) {
+  say($('#link-error'), '');
+  say($('#link-status'), '');
+  const link = await readCurrentLink();
+  if (!link) return false;
+  await stopRun();
+  state.links += 1;
+  let withResults = false;
+  if (link.results) {
+    try {
+      await resultsView.show(link.results, { source: 'These results came with the link; run the experiment to reproduce them.' });
+      state.results = link.results;
+      state.resultsSpec = resultsView.summary.spec;
+      $('#share').disabled = false;
+      withResults = true;
+    } catch (error) {
+      showError($('#link-error'), new Error(`The results in this link cannot be shown (${error.message}); the experiment opens without them.`));
+    }
+  }
+  const spec = parseSpecText(link.spec);
+  editor.fromSpec(spec, ' (from the link)');
+  const model = spec.model;
+  const how = loadable(model);
+  if (sameModel(model, state.model?.source)) {
+    showModelNote();
+    if (!withResults) await runExperiment(true);
+    return true;
+  }
+  if (!how) {
+    say($('#link-status'), `This link's experiment runs on ${modelName(model)}, which this page cannot load, so nothing has run. Load a model above to run it there instead.`);
+    showModelNote();
+    return true;
+  }
+  document.querySelector(`input[name="source"][value="${how.radio}"]`).checked = true;
+  onSourceChange();
+  if (how.embedded) {
+    setEmbedded(how.embedded);
+    await loadModel();
+    if (!(startup && withResults)) await runExperiment(true);
+    return true;
+  }
+  if (how.url) $('#model-url').value = how.url;
+  const line = {
+    hub: 'This link uses GPT-2 small: load it (above) to run the experiment.',
+    url: 'This link loads its model from a URL: press Load to fetch it.',
+    file: `This link used a local file (${model.local}): choose it above to run the experiment.`,
+  }[how.radio];
+  say($('#link-status'), line);
+  showModelNote();
+  state.pendingLinkRun = !withResults;
+  return true;
+}
+
+function setEmbedded(name) {
+  EMBEDDED = name;
+  $('#embedded-label').textContent = `Shipped with the app: ${SHIPPED[EMBEDDED]}`;
+}
+
+/** Test hooks: the canonical form of spec text, the editor's spec, the link of canonical text. */
+window.patchbayApi = {
+  canonical: (text) => worker.call('parseSpec', { spec: text }),
+  editor: () => editor.canonical(),
+  link: (spec, results = null) => makeLink(spec, results),
+};
+
 async function main() {
+  catalog = await worker.call('catalog');
+  editor = new Editor(worker, catalog, { onChange: (check) => onSpecChecked(check), model: { embedded: EMBEDDED } });
+  compareView = new CompareView(worker, (spec, label) => runSpec(spec, label), catalog);
+  populateSensitivity();
   wire();
-  $('#embedded-label').textContent = `The model that ships with the app: ${SHIPPED[EMBEDDED]}`;
+  setEmbedded(EMBEDDED);
   await startBackend();
   const lessonIndex = lessonFromHash();
   if (lessonIndex !== null) {
@@ -632,39 +790,25 @@ async function main() {
     await showLesson(lessonIndex);
     return;
   }
-  const link = await openLink();
-  if (link?.results) {
-    state.results = link.results;
-    await resultsView.show(link.results, 'These results came with the link; run the experiment to reproduce them.');
-    $('#share').disabled = false;
-  }
-  const model = link?.spec.model;
-  if (SHIPPED[model?.embedded]) {
-    EMBEDDED = model.embedded;
-    $('#embedded-label').textContent = `The model that ships with the app: ${SHIPPED[EMBEDDED]}`;
-  }
-  if (model?.hub) {
-    document.querySelector('input[name="source"][value="hub"]').checked = true;
-    onSourceChange();
-    say($('#link-status'), 'This link uses GPT-2 small: load it (above) to run the experiment.');
-  } else if (model?.url) {
-    document.querySelector('input[name="source"][value="url"]').checked = true;
-    onSourceChange();
-    $('#model-url').value = model.url;
-    say($('#link-status'), 'This link loads its model from a URL: press Load to fetch it.');
-  } else if (model?.local) {
-    document.querySelector('input[name="source"][value="file"]').checked = true;
-    onSourceChange();
-    say($('#link-status'), `This link used a local file (${model.local}): choose it above to run the experiment.`);
-  }
-  if (link) editor.fromSpec(link.spec);
-  else editor.applyPreset('ioi');
-  state.pendingLinkRun = Boolean(link && !link.results && model && !model.embedded);
-  if (!model || model.embedded) {
-    await loadModel();
-    if (link?.results) return;
-    await runExperiment(true);
-  }
+  if (await openLink({ startup: true })) return;
+  editor.applyPreset('ioi');
+  await loadModel();
+  await runExperiment(true);
+}
+
+/** The sensitivity panel's metric and direction choices, from the catalog. */
+function populateSensitivity() {
+  const box = (name, items, checked) =>
+    items.map((m) => {
+      const label = el('label', { classes: ['inline'] });
+      const input = el('input', { attrs: { type: 'checkbox', name, value: m.name } });
+      input.checked = checked.includes(m.name);
+      label.append(input, ` ${m.label}`);
+      return label;
+    });
+  $('#sens-metrics').replaceChildren(...box('sens-metric', catalog.metric_labels, ['logit_diff', 'prob']));
+  $('#sens-samples').value = String(catalog.gn.samples);
+  $('#sens-directions').replaceChildren(...box('sens-direction', catalog.directions.map((d) => ({ name: d.name, label: d.name })), ['denoising']));
 }
 
 main().catch((error) => showError($('#model-error'), error));

@@ -28,8 +28,12 @@ export class HeatmapView {
 
   /** Draws `grid` (nested arrays) with `axes`, coloured on ±`limit`. */
   async show({ grid, axes, title, label, limit }) {
-    const drawn = await this.worker.call('render', { grid, axes, title, label, limit });
-    this.drawn = { ...drawn, grid, axes, shape: axes.map((a) => a.labels.length) };
+    await this.paint(await this.worker.call('render', { grid, axes, title, label, limit }));
+  }
+
+  /** Paints a heatmap the worker drew: `{svg, width, height, cells, grid, axes}`. */
+  async paint(drawn) {
+    this.drawn = { ...drawn, shape: drawn.axes.map((a) => a.labels.length) };
     this.focus = null;
     const image = await this.image(drawn.svg);
     // Drawn at twice the screen's resolution: the heatmap may be shown up to twice its natural

@@ -1,6 +1,7 @@
 // Share links: the spec (and optionally the results) as compressed JSON in the URL's fragment.
 // A link carries data only: it is parsed as JSON and checked by the same parser as the CLI's
-// specs, never evaluated.
+// specs, never evaluated. The spec goes in as the exact text given (the page gives the
+// canonical form, Rust's), and comes out as that text.
 
 const PREFIX = 'v1.';
 
@@ -21,8 +22,8 @@ async function pipe(bytes, stream) {
   return new Uint8Array(await out.arrayBuffer());
 }
 
-async function pack(value) {
-  const json = new TextEncoder().encode(JSON.stringify(value));
+async function pack(text) {
+  const json = new TextEncoder().encode(text);
   return PREFIX + toBase64Url(await pipe(json, new CompressionStream('deflate-raw')));
 }
 
@@ -38,28 +39,46 @@ async function unpack(text) {
     throw new Error('This link is damaged: its data could not be decompressed (was it cut short when copied?).');
   }
   try {
-    return JSON.parse(json);
+    JSON.parse(json);
   } catch {
     throw new Error('This link is damaged: its data is not valid JSON.');
   }
+  return json;
 }
 
-/** The link for `spec`, with `results` when given. */
+/** The link for the spec text `spec`, with `results` (an object) when given. */
 export async function makeLink(spec, results) {
   const params = new URLSearchParams();
   params.set('spec', await pack(spec));
-  if (results) params.set('results', await pack(results));
+  if (results) params.set('results', await pack(JSON.stringify(results)));
   const url = new URL(location.href);
   url.search = '';
   url.hash = params.toString();
   return url.href;
 }
 
-/** The spec and results a link carries, if any: `{ spec, results }` (objects, unchecked). */
+/**
+ * What a link carries, if anything: `{ spec, results, resultsError }`, the spec as the link's
+ * JSON text (unchecked), the results as an object. Damaged results do not stop the spec from
+ * opening: `resultsError` says what is wrong with them.
+ */
 export async function readLink(hash = location.hash) {
   const params = new URLSearchParams(hash.replace(/^#/, ''));
   if (!params.has('spec')) return null;
   const spec = await unpack(params.get('spec'));
-  const results = params.has('results') ? await unpack(params.get('results')) : null;
-  return { spec, results };
+  let results = null;
+  let resultsError = null;
+  if (params.has('results')) {
+    try {
+      results = JSON.parse(await unpack(params.get('results')));
+    } catch (error) {
+      resultsError = error;
+    }
+  }
+  return { spec, results, resultsError };
+}
+
+/** Whether a URL fragment carries a link. */
+export function isLink(hash = location.hash) {
+  return new URLSearchParams(hash.replace(/^#/, '')).has('spec');
 }

@@ -7,9 +7,14 @@ export class WorkerClient {
     this.pending = new Map();
     this.nextId = 1;
     this.onProgress = () => {};
+    this.onStarted = () => {};
     this.worker.onmessage = ({ data }) => {
       if (data.progress) {
         this.onProgress(data.progress);
+        return;
+      }
+      if (data.started !== undefined) {
+        this.onStarted(data.started);
         return;
       }
       const call = this.pending.get(data.id);

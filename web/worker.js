@@ -6,18 +6,20 @@ import init, {
   initBackend,
   inferConfig,
   parseSpec,
+  catalog,
+  describeDetect,
   renderHeatmap,
-  compareGrids,
-  resultsCsv,
-  resultsTitle,
-  transformerLensScript,
+  compareResults,
   Session,
+  Shown,
 } from '../pkg/patchbay_web.js';
 
 const CACHE_NAME = 'patchbay-models-v1';
 let session = null;
 /** The run in progress, if any: a Cancel message sets `cancelled`. */
 let running = null;
+/** Results the page shows, by slot (`main`, `detail`): the core's view of each. */
+const shown = new Map();
 
 const ready = init();
 
@@ -117,21 +119,34 @@ async function probe({ url, knownSize }) {
   }
 }
 
+/** GPT-2's tokenizer, which ships with the app for checkpoints that come without one. */
+const APP_TOKENIZER = new URL('../models/gpt2-tokenizer.json', import.meta.url).href;
+
 /** Loads a Hub-layout folder at `base` (ending in /); `weights` overrides model.safetensors. */
 async function loadFolder(base, weightsUrl = base + 'model.safetensors') {
   const config = decoder.decode((await fetchBytes(base + 'config.json', 'config.json')).bytes);
-  const tokenizer = await fetchOptional(base + 'tokenizer.json', 'tokenizer.json');
+  let tokenizer = await fetchOptional(base + 'tokenizer.json', 'tokenizer.json');
   let vocab = null;
   let merges = null;
+  let note = '';
   if (!tokenizer) {
-    vocab = decoder.decode((await fetchBytes(base + 'vocab.json', 'vocab.json')).bytes);
-    merges = decoder.decode((await fetchBytes(base + 'merges.txt', 'merges.txt')).bytes);
+    const v = await fetchOptional(base + 'vocab.json', 'vocab.json');
+    const m = v && (await fetchOptional(base + 'merges.txt', 'merges.txt'));
+    if (v && m) {
+      vocab = decoder.decode(v);
+      merges = decoder.decode(m);
+    } else {
+      // No tokenizer files in the folder: GPT-2's own, as for local files. A missing
+      // tokenizer is no fault; a missing model.safetensors still says so below.
+      tokenizer = (await fetchBytes(APP_TOKENIZER, 'tokenizer.json')).bytes;
+      note = '; no tokenizer files there: GPT-2 tokenizer from the app';
+    }
   }
   const weights = await fetchBytes(weightsUrl, 'model.safetensors');
   // The folder's known circuit, if it ships one (the app's own models do).
   const circuits = await fetchOptional(base + 'circuits.json', 'circuits.json');
   const origin = sameOrigin(weightsUrl) ? 'shipped with the app' : weights.fromCache ? 'from the browser cache' : 'downloaded';
-  return open(config, weights.bytes, tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin);
+  return open(config, weights.bytes, tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin + note);
 }
 
 /** Loads files the user picked: model.safetensors, and config.json / tokenizer files if given. */
@@ -152,7 +167,7 @@ async function loadFiles(files) {
   const merges = await text('merges.txt');
   if (!tokenizer && !(vocab && merges)) {
     // GPT-2's own tokenizer ships with the app.
-    tokenizer = (await fetchBytes(new URL('../models/gpt2-tokenizer.json', import.meta.url).href, 'tokenizer.json')).bytes;
+    tokenizer = (await fetchBytes(APP_TOKENIZER, 'tokenizer.json')).bytes;
     note += '; GPT-2 tokenizer from the app';
   }
   return open(config, weights, tokenizer, vocab, merges, await text('circuits.json'), `from ${weightsFile.name}${note}`);
@@ -160,9 +175,10 @@ async function loadFiles(files) {
 
 function open(config, weights, tokenizer, vocab, merges, circuits, origin) {
   if (running) throw new Error('Wait for the running experiment to finish, or cancel it, before loading another model.');
+  // The previous model stays until the new one has loaded: a failed load leaves it usable.
+  const next = Session.load(config, weights, tokenizer, vocab, merges, circuits ?? undefined);
   session?.free();
-  session = null;
-  session = Session.load(config, weights, tokenizer, vocab, merges, circuits ?? undefined);
+  session = next;
   return { info: session.info(), origin };
 }
 
@@ -202,13 +218,19 @@ const commands = {
     result.logits = Array.from(result.logits);
     return result;
   },
-  parseSpec: ({ spec }) => JSON.parse(parseSpec(JSON.stringify(spec))),
-  check: ({ spec }) => requireSession().check(JSON.stringify(spec)),
+  catalog: () => JSON.parse(catalog()),
+  describeDetect: ({ detect }) => describeDetect(JSON.stringify(detect)),
+  // Specs cross as JSON text: the canonical text (Rust's) is what links carry and what runs.
+  parseSpec: ({ spec }) => parseSpec(spec),
+  check: ({ spec }) => requireSession().check(spec),
+  size: async ({ spec }) => JSON.parse(await requireSession().size(spec)),
   async run({ spec }) {
     const model = requireSession();
     if (running) throw new Error('An experiment is already running.');
     running = { cancelled: false };
     const started = performance.now();
+    // The exact spec text handed to the core, for the page (and its tests) to see.
+    self.postMessage({ started: spec });
     try {
       const progress = (done, total, stage, partial) => {
         self.postMessage({
@@ -217,7 +239,7 @@ const commands = {
         // Yield to the event loop so that a Cancel message can arrive, then answer.
         return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
       };
-      return JSON.parse(await model.run(JSON.stringify(spec), progress));
+      return JSON.parse(await model.run(spec, progress));
     } finally {
       running = null;
     }
@@ -232,7 +254,7 @@ const commands = {
         self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
         return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
       };
-      return JSON.parse(await model.sensitivity(JSON.stringify(spec), JSON.stringify(choices), progress));
+      return JSON.parse(await model.sensitivity(spec, JSON.stringify(choices), progress));
     } finally {
       running = null;
     }
@@ -243,15 +265,33 @@ const commands = {
     return Boolean(running);
   },
   async headPatterns({ spec, cell, layer, head }) {
-    return JSON.parse(await requireSession().headPatterns(JSON.stringify(spec), cell, layer, head));
+    return JSON.parse(await requireSession().headPatterns(spec, cell, layer, head));
   },
+  script: async ({ spec }) => JSON.parse(await requireSession().transformerLensScript(spec)),
+  // Results on show: `classes` asks for the loaded model's known head classes to be outlined.
+  show({ slot, results, classes }) {
+    const known = classes && session ? session.classes() : undefined;
+    const view = new Shown(JSON.stringify(results), known);
+    shown.get(slot)?.free();
+    shown.set(slot, view);
+    return JSON.parse(view.summary());
+  },
+  draw: ({ slot, key, panel }) => JSON.parse(shownIn(slot).draw(key, panel ?? undefined)),
+  hover: ({ slot, key, cell }) => shownIn(slot).hover(key, cell),
+  describe: ({ slot, cell }) => shownIn(slot).describe(cell),
+  inspect: ({ slot, cell }) => JSON.parse(shownIn(slot).inspect(cell)),
+  csv: ({ slot, key }) => shownIn(slot).csv(key),
   render: ({ grid, axes, title, label, limit }) =>
-    renderHeatmap(JSON.stringify(grid), JSON.stringify(axes), title, label, limit),
-  compare: ({ a, b, k }) => compareGrids(JSON.stringify(a), JSON.stringify(b), k),
-  csv: ({ results, which }) => resultsCsv(JSON.stringify(results), which),
-  title: ({ results }) => resultsTitle(JSON.stringify(results)),
-  script: ({ spec }) => transformerLensScript(JSON.stringify(spec)),
+    JSON.parse(renderHeatmap(JSON.stringify(grid), JSON.stringify(axes), title, label, limit)),
+  compare: ({ a, b, k, captionA, captionB }) =>
+    JSON.parse(compareResults(JSON.stringify(a), JSON.stringify(b), k, captionA, captionB)),
 };
+
+function shownIn(slot) {
+  const view = shown.get(slot);
+  if (!view) throw new Error('No results are shown.');
+  return view;
+}
 
 self.onmessage = async ({ data }) => {
   const { id, cmd, args } = data;

@@ -62,6 +62,11 @@ for (const webgpu of [true, false]) {
       const { page, problems } = await open(context, server.url);
       const state = await ready(page);
       assert.equal(state.backend.kind, webgpu ? 'wgpu' : 'cpu');
+      // The first run on WebGPU compiles the GPU kernels as a stage of its own, and only it does.
+      const stages = (s) => s.map((x) => x.stage);
+      const compiling = 'compiling GPU kernels (the first run only)';
+      assert.deepEqual(stages(state.stages).slice(0, 3), ['preparing the prompts', ...(webgpu ? [compiling] : []), 'clean and corrupted runs']);
+      if (webgpu) console.log(`WebGPU first run: ${state.stages.map((x) => `${x.stage} at ${x.at} ms`).join(', ')}`);
       for (const preset of PRESETS) {
         await page.locator('#preset').selectOption(preset);
         const results = await run(page);
@@ -75,6 +80,7 @@ for (const webgpu of [true, false]) {
         console.log(`${webgpu ? 'WebGPU' : 'CPU'} ${preset}: page vs CLI max abs diff ${grid.toExponential(2)} (bar ${bar.toExponential(1)}), raw ${raw.toExponential(2)}`);
         assert.ok(grid <= bar && raw <= 1e-5, `${preset}: ${grid} / ${raw}`);
         assert.deepEqual(results.axes, reference.axes);
+        assert.ok(!stages(await page.evaluate(() => window.patchbay.stages)).includes(compiling), `${preset} compiled nothing`);
         if (preset === 'ioi' && webgpu) await screenshot(page, 'step3-heatmap');
       }
       assert.deepEqual(problems, []);
@@ -321,6 +327,8 @@ test('cancel mid-sweep leaves a page that runs again; hover, click and keyboard 
     await page.locator('#component').selectOption('z');
     await page.locator('#positions').selectOption('each');
     await page.locator('#run-experiment').click();
+    // The core estimates this sweep at over 20 s on the CPU, so the page asks first.
+    await page.locator('#run-anyway').click();
     await page.waitForFunction(() => /patches/.test(document.querySelector('#run-status').textContent));
     await page.locator('#cancel').click();
     await page.waitForFunction(() => document.querySelector('#run-status').textContent === 'Cancelled.');

@@ -3,15 +3,18 @@
 //! `field` naming the control at fault.
 
 use js_sys::{Function, Promise, Reflect};
+use patchbay_model::{Hooks, LogitsAt, read_f32};
 use patchbay_patching::analysis::sensitivity::{self, Choices};
-use patchbay_patching::{
-    ExperimentSpec, Grid, Observer, PatchingError, Progress, RunOptions, prepare, run_experiment,
-};
+use patchbay_patching::experiment::run_prepared;
+use patchbay_patching::export::snippet;
+use patchbay_patching::prepare::{CPU_WARNING_SECONDS, RunSize};
+use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::session::{Session, Token};
+use crate::view;
 
 /// A JavaScript `Error` with the spec field it concerns.
 pub(crate) fn field_error(e: PatchingError) -> JsValue {
@@ -31,6 +34,44 @@ pub fn parse_spec(spec_json: &str) -> Result<String, JsValue> {
 }
 
 #[derive(Serialize)]
+struct SizeInfo {
+    #[serde(flatten)]
+    size: RunSize,
+    prompts: usize,
+    warning_seconds: f64,
+}
+
+/// Tells the page a stage has begun (no patch done yet); errs when it answers to stop.
+async fn stage(observer: &mut JsObserver, stage: &str) -> Result<(), JsValue> {
+    let progress = Progress {
+        done: 0,
+        total: 0,
+        stage: stage.to_string(),
+        partial: None,
+    };
+    if observer.progress(&progress).await {
+        Ok(())
+    } else {
+        Err(field_error(PatchingError::Cancelled))
+    }
+}
+
+/// The script's own words, when it loads the model from a folder because TransformerLens has
+/// no name for it: its comment lines from "This experiment ran on" up to the folder's path.
+fn folder_note(script: &str) -> Option<String> {
+    let lines: Vec<&str> = script.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("# This experiment ran on"))?;
+    let note: Vec<&str> = lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| l.trim_start_matches("# "))
+        .collect();
+    Some(note.join(" "))
+}
+
+#[derive(Serialize)]
 struct PromptCheck {
     clean: Vec<Token>,
     corrupted: Option<Vec<Token>>,
@@ -45,13 +86,9 @@ struct JsObserver(Function);
 
 impl Observer for JsObserver {
     async fn progress(&mut self, p: &Progress) -> bool {
-        // After each group of prompts, the mean so far: `{grid, axes}` as JSON.
+        // After each group of prompts, the mean so far, drawn.
         let partial = match &p.partial {
-            Some((values, axes)) => {
-                let shape: Vec<usize> = axes.iter().map(|a| a.labels.len()).collect();
-                let grid = Grid::new(shape, values.clone());
-                JsValue::from(serde_json::json!({ "grid": grid, "axes": axes }).to_string())
-            }
+            Some((values, axes)) => JsValue::from(view::partial(values.clone(), axes.clone(), &p.stage)),
             None => JsValue::NULL,
         };
         let args = js_sys::Array::of4(&p.done.into(), &p.total.into(), &p.stage.clone().into(), &partial);
@@ -92,19 +129,79 @@ impl Session {
         serde_wasm_bindgen::to_value(&checks).map_err(|e| JsError::new(&e.to_string()).into())
     }
 
-    /// Runs a spec; `progress(done, total, stage)` is called between batches and returns a
-    /// promise of whether to go on. Resolves to results.json.
+    /// How big the run of a spec is (patches, rows, tokens, estimated CPU seconds), to warn
+    /// before a long run on the CPU: JSON.
+    pub async fn size(&self, spec_json: String) -> Result<String, JsValue> {
+        let spec = parse(&spec_json)?;
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
+            .await
+            .map_err(field_error)?;
+        let size = prepared.size(&self.model).map_err(field_error)?;
+        serde_json::to_string(&SizeInfo {
+            size,
+            prompts: prepared.prompts.len(),
+            warning_seconds: CPU_WARNING_SECONDS,
+        })
+        .map_err(|e| JsError::new(&e.to_string()).into())
+    }
+
+    /// Runs a spec; `progress(done, total, stage, partial)` is called between batches and
+    /// returns a promise of whether to go on. Before the first patch it reports its own stages:
+    /// preparing the prompts, and on WebGPU's first run compiling the GPU kernels (a warm-up
+    /// pass). Resolves to results.json.
     pub async fn run(&self, spec_json: String, progress: Function) -> Result<String, JsValue> {
         let spec = parse(&spec_json)?;
         let mut observer = JsObserver(progress);
+        stage(&mut observer, "preparing the prompts").await?;
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
+            .await
+            .map_err(field_error)?;
+        if self.on_gpu && !self.warm.get() {
+            stage(&mut observer, "compiling GPU kernels (the first run only)").await?;
+            let tokens = prepared.prompts[0].clean.clone();
+            let logits = self
+                .model
+                .forward(&[tokens], &mut Hooks::none(), LogitsAt::Last)
+                .map_err(|e| field_error(e.into()))?;
+            read_f32(logits).await.map_err(|e| field_error(e.into()))?;
+            self.warm.set(true);
+        }
+        stage(&mut observer, "clean and corrupted runs").await?;
         let options = RunOptions {
             budget: self.budget(),
             ..RunOptions::default()
         };
-        let results = run_experiment(&self.model, &self.tokenizer, &spec, &options, &mut observer)
+        let results = run_prepared(
+            &self.model,
+            &self.tokenizer,
+            &spec,
+            &prepared,
+            &options,
+            &mut observer,
+        )
+        .await
+        .map_err(field_error)?;
+        serde_json::to_string(&results).map_err(|e| JsError::new(&e.to_string()).into())
+    }
+
+    /// A TransformerLens script that reproduces the spec, written from the prepared spec (a
+    /// generated dataset's prompts written out). JSON `{script, named, note}`: `named` is false when
+    /// TransformerLens cannot load the model by name, and `note` then says how the script
+    /// loads it.
+    #[wasm_bindgen(js_name = transformerLensScript)]
+    pub async fn transformer_lens_script(&self, spec_json: String) -> Result<String, JsValue> {
+        let spec = parse(&spec_json)?;
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
             .await
             .map_err(field_error)?;
-        serde_json::to_string(&results).map_err(|e| JsError::new(&e.to_string()).into())
+        let script = snippet::transformer_lens_script(&prepared.spec);
+        let note = folder_note(&script);
+        Ok(serde_json::json!({
+            "script": script,
+            "named": note.is_none(),
+            "note": note,
+        })
+        .to_string())
     }
 
     /// The spec's dataset under every combination of `choices` (JSON of
@@ -158,5 +255,30 @@ impl Session {
                 .await
                 .map_err(field_error)?;
         serde_json::to_string(&patterns).map_err(|e| JsError::new(&e.to_string()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchbay_patching::ModelSource;
+
+    fn spec(model: ModelSource) -> ExperimentSpec {
+        let mut spec = ExperimentSpec::from_json(
+            r#"{"version":1,"model":{"embedded":"patchbay-ioi"},"prompts":[{"clean":"a b","corrupted":"a c","answer":" b","counter_answer":" c"}],"corruption":{"method":"str"},"metric":{"kind":"logit_diff"},"target":{"component":"resid_pre"}}"#,
+        )
+        .unwrap();
+        spec.model = model;
+        spec
+    }
+
+    #[test]
+    fn the_export_says_when_transformer_lens_cannot_name_the_model() {
+        let shipped = snippet::transformer_lens_script(&spec(ModelSource::Embedded("patchbay-ioi".into())));
+        let note = folder_note(&shipped).expect("a folder note");
+        assert!(note.starts_with("This experiment ran on patchbay-ioi"), "{note}");
+        assert!(note.contains("cannot load it by name"), "{note}");
+        let gpt2 = snippet::transformer_lens_script(&spec(ModelSource::Hub("openai-community/gpt2".into())));
+        assert_eq!(folder_note(&gpt2), None);
     }
 }

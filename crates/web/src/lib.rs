@@ -1,17 +1,22 @@
 //! Patchbay's wasm-bindgen layer: the page's Web Worker calls these to pick a backend, load a
 //! checkpoint from bytes, run GPT-2 and patching experiments, and draw their grids. Downloading,
 //! progress and Cache Storage live in the worker's JavaScript (`web/worker.js`); the model is
-//! `patchbay-model`'s and every experiment, grid and label `patchbay-patching`'s.
+//! `patchbay-model`'s and every experiment, grid, label and colour limit `patchbay-patching`'s:
+//! the page keeps no copy of them.
 
+mod catalog;
 mod device;
 mod experiment;
 mod grids;
 mod session;
+mod view;
 
+pub use catalog::{catalog, describe_detect};
 pub use device::init_backend;
 pub use experiment::parse_spec;
-pub use grids::{compare_grids, render_heatmap, results_csv, results_title, transformer_lens_script};
+pub use grids::render_heatmap;
 pub use session::{Session, infer_hub_config};
+pub use view::{Shown, compare_results};
 
 use wasm_bindgen::prelude::*;
 

@@ -1,6 +1,8 @@
 //! A loaded model and tokenizer, and what the page asks of them: tokens and next-token
 //! predictions.
 
+use std::cell::Cell;
+
 use patchbay_model::logits::top_k;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2, read_f32};
 use patchbay_patching::Budget;
@@ -61,6 +63,10 @@ pub struct Session {
     /// The model's known circuit: its folder's `circuits.json`, or GPT-2 small's.
     pub(crate) circuit: Option<KnownCircuit>,
     budget: Budget,
+    /// Whether the model runs on WebGPU, whose first run compiles the GPU kernels.
+    pub(crate) on_gpu: bool,
+    /// Whether a run has compiled them.
+    pub(crate) warm: Cell<bool>,
 }
 
 #[wasm_bindgen]
@@ -105,6 +111,8 @@ impl Session {
             tokenizer,
             circuit,
             budget,
+            on_gpu: backend.kind == "wgpu",
+            warm: Cell::new(false),
         })
     }
 

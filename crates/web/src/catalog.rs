@@ -1,0 +1,138 @@
+//! What the page's editor offers, from the core's own lists: the components (and which
+//! controls each has), metrics, directions, dataset tasks and IOI corruptions, windows,
+//! detection rules and Gaussian noise's defaults. `index.html` holds none of these lists.
+
+use patchbay_patching::corruption::gn::{DEFAULT_SAMPLES, DEFAULT_SCALE};
+use patchbay_patching::spec::dataset::{IoiNames, Task};
+use patchbay_patching::spec::{ATTRIBUTION_AVAILABLE, Normalize, SPEC_VERSION};
+use patchbay_patching::tasks::ioi::IOI_TEMPLATES;
+use patchbay_patching::{Component, Detect, Direction, MetricKind};
+use serde::Serialize;
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+
+/// The effect the page's "threshold" detection option asks for (the paper's 2σ finds nothing
+/// on a model with six heads, where one dominant head inflates σ).
+pub const DETECT_THRESHOLD: f64 = 0.2;
+
+/// The windows the page's menu offers; a link may name any other size.
+const WINDOWS: [(usize, &str); 4] = [
+    (0, "Single layer"),
+    (3, "3 layers"),
+    (5, "5 layers"),
+    (10, "10 layers (ROME)"),
+];
+
+#[derive(Serialize)]
+struct ComponentInfo {
+    name: &'static str,
+    label: &'static str,
+    /// Whether the component's patches choose positions (path patching sweeps sender heads and
+    /// names its receivers' positions instead).
+    positions: bool,
+    /// Whether the component's patches choose heads.
+    heads: bool,
+    takes_window: bool,
+}
+
+#[derive(Serialize)]
+struct Named {
+    name: &'static str,
+    label: &'static str,
+}
+
+fn named(name: &'static str, label: &'static str) -> Named {
+    Named { name, label }
+}
+
+/// The IOI templates a dataset can draw from: one by its index, labelled with its words ("0: When
+/// A and B went to the P, S gave a O to"), the spec's default first, or every one (of different
+/// lengths, aligned by role).
+fn ioi_templates() -> Vec<serde_json::Value> {
+    let mut out: Vec<serde_json::Value> = IOI_TEMPLATES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let words = t.replace('{', " ").replace('}', "").replace("  ", " ");
+            json!({"value": i, "label": format!("{i}: {}", words.trim())})
+        })
+        .collect();
+    out.push(json!({"value": "all", "label": "All templates (different lengths, aligned by role)"}));
+    out
+}
+
+/// The page's choices, as JSON.
+#[wasm_bindgen]
+pub fn catalog() -> String {
+    let components: Vec<ComponentInfo> = Component::ALL
+        .into_iter()
+        .map(|c| ComponentInfo {
+            name: c.name(),
+            label: c.label(),
+            positions: c != Component::Path,
+            heads: c.has_heads() && c != Component::Path,
+            takes_window: c.takes_window(),
+        })
+        .collect();
+    let sigma = Detect::default();
+    let Detect::Sigma(k) = sigma else {
+        unreachable!("the default rule is kσ")
+    };
+    json!({
+        "version": SPEC_VERSION,
+        "components": components,
+        "metrics": MetricKind::ALL.map(|m| named(m.name(), m.choice_label())),
+        "metric_labels": MetricKind::ALL.map(|m| named(m.name(), m.label())),
+        "directions": Direction::ALL.map(|d| named(d.name(), d.label())),
+        "tasks": Task::ALL.map(|t| named(t.name(), t.label())),
+        "ioi_names": IoiNames::ALL.map(|n| named(n.name(), n.label())),
+        "ioi_templates": ioi_templates(),
+        "normalize": Normalize::ALL.map(|n| named(n.name(), n.label())),
+        "positions": [
+            named("each", "Each position"),
+            named("all", "All positions together"),
+            named("these", "These positions together"),
+        ],
+        "heads": [named("each", "Each head"), named("all", "All heads together")],
+        "receivers": [named("logits", "The logits: every path from the sender that avoids the other heads")],
+        "windows": WINDOWS.map(|(size, label)| json!({"size": size, "label": label})),
+        "detect": [
+            {"rule": "sigma", "value": k, "label": format!("{} (the paper)", sigma.describe())},
+            {"rule": "threshold", "value": DETECT_THRESHOLD, "label": Detect::Threshold(DETECT_THRESHOLD).describe()},
+        ],
+        "gn": {"scale": DEFAULT_SCALE, "samples": DEFAULT_SAMPLES},
+        "attribution": ATTRIBUTION_AVAILABLE,
+    })
+    .to_string()
+}
+
+/// A detection rule in words, for a value the menu does not offer: "over 1.5σ from the mean".
+#[wasm_bindgen(js_name = describeDetect)]
+pub fn describe_detect(detect_json: &str) -> Result<String, JsError> {
+    let detect: Detect = serde_json::from_str(detect_json).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(detect.describe())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_lists_every_component_and_metric() {
+        let c: serde_json::Value = serde_json::from_str(&catalog()).unwrap();
+        assert_eq!(c["components"].as_array().unwrap().len(), Component::ALL.len());
+        assert_eq!(c["metrics"][0]["name"], "logit_diff");
+        assert_eq!(c["gn"]["scale"], 3.0);
+        assert_eq!(c["detect"][0]["value"], 2.0);
+        assert_eq!(c["components"][11]["name"], "path");
+        assert_eq!(c["components"][11]["heads"], false);
+        assert_eq!(c["normalize"][1]["name"], "per_prompt");
+        let templates = c["ioi_templates"].as_array().unwrap();
+        assert_eq!(templates.len(), IOI_TEMPLATES.len() + 1);
+        assert_eq!(
+            templates[0]["label"],
+            "0: When A and B went to the P, S gave a O to"
+        );
+        assert_eq!(templates[IOI_TEMPLATES.len()]["value"], "all");
+    }
+}
