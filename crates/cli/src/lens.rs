@@ -2,15 +2,14 @@
 //! corrupted runs, written as lens.json, a CSV and an SVG heatmap of every view, and
 //! dla_terms.csv (or printed as lens.json with `--json`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use patchbay_model::load_dir;
+use patchbay_patching::RunOptions;
 use patchbay_patching::analysis::results::csv;
 use patchbay_patching::export::heatmap;
 use patchbay_patching::lens::run_lens;
-use patchbay_patching::{Progress, RunOptions};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -50,13 +49,7 @@ pub fn run(args: LensArgs) -> Result<(), Exit> {
     let (model, tokenizer) =
         load_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let quiet = args.quiet;
-    let mut report = |p: &Progress| {
-        if !quiet {
-            eprint!("\r{}: {}/{} prompts ", p.stage, p.done, p.total);
-            let _ = std::io::stderr().flush();
-        }
-        true
-    };
+    let mut report = crate::progress::on_stderr(quiet, "prompts ");
     let results = pollster::block_on(run_lens(
         &model,
         &tokenizer,

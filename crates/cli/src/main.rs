@@ -8,6 +8,7 @@ mod files;
 mod init;
 mod lens;
 mod logits;
+mod progress;
 mod report;
 mod run;
 mod sensitivity;

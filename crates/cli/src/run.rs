@@ -1,7 +1,6 @@
 //! `patchbay run SPEC.json`: runs an experiment spec and writes results.json, a CSV of each grid
 //! and SVG heatmaps (or prints results.json with `--json`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -9,7 +8,7 @@ use patchbay_model::Gpt2Config;
 use patchbay_model::load_dir;
 use patchbay_patching::analysis::known_circuits::{self, KnownCircuit};
 use patchbay_patching::export::heatmap;
-use patchbay_patching::{ExperimentSpec, ModelSource, Progress, RunOptions, run_experiment};
+use patchbay_patching::{ExperimentSpec, ModelSource, RunOptions, run_experiment};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -87,13 +86,7 @@ pub fn run(args: RunArgs) -> Result<(), Exit> {
         load_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let load_s = start.elapsed().as_secs_f64();
     let quiet = args.quiet;
-    let mut report = |p: &Progress| {
-        if !quiet {
-            eprint!("\r{}: {}/{} patches ", p.stage, p.done, p.total);
-            let _ = std::io::stderr().flush();
-        }
-        true
-    };
+    let mut report = crate::progress::on_stderr(quiet, "patches ");
     let results = pollster::block_on(run_experiment(
         &model,
         &tokenizer,

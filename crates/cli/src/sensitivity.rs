@@ -3,14 +3,13 @@
 //! matrices, Table 1 (heads detected per known class) and, with several seeds, how stable each
 //! setting's detected set is across them (stability.csv).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 use patchbay_model::load_dir;
 use patchbay_patching::analysis::sensitivity::{Choices, CorruptionChoice, Sensitivity, sensitivity};
 use patchbay_patching::spec::dataset::IoiNames;
-use patchbay_patching::{Direction, MetricKind, Progress, RunOptions};
+use patchbay_patching::{Direction, MetricKind, RunOptions};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -106,13 +105,7 @@ pub fn run(args: SensitivityArgs) -> Result<(), Exit> {
     let (model, tokenizer) =
         load_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
     let circuit = known_circuit(&dir, &model.config)?;
-    let mut report = |p: &Progress| {
-        if !args.json {
-            eprint!("\r{}: {}/{} ", p.stage, p.done, p.total);
-            let _ = std::io::stderr().flush();
-        }
-        true
-    };
+    let mut report = crate::progress::on_stderr(args.json, "");
     let result = pollster::block_on(sensitivity(
         &model,
         &tokenizer,

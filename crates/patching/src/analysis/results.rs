@@ -6,6 +6,7 @@
 //! Also how results are shown, for the page and the CLI alike: the views a result holds, each
 //! with its label and colour limit, the title, and a sentence for each cell.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -289,22 +290,32 @@ pub struct Results {
     pub noise: Option<NoiseSummary>,
 }
 
+/// Results of any kind (`what`: "results", "lens results") from JSON, checked as a spec is:
+/// bounded by [`MAX_RESULTS_BYTES`], with a valid spec, then `check` on what was decoded.
+pub(crate) fn decode_checked<T: DeserializeOwned>(
+    text: &str,
+    what: &str,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, PatchingError> {
+    let bad = |m: String| PatchingError::Spec(format!("these {what} are malformed: {m}"));
+    if text.len() > MAX_RESULTS_BYTES {
+        return Err(bad(format!("they are larger than {MAX_RESULTS_BYTES} bytes")));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let spec = value
+        .get("spec")
+        .ok_or_else(|| bad("they have no `spec`".into()))?;
+    ExperimentSpec::from_json(&spec.to_string())?;
+    let decoded: T = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    check(&decoded).map_err(bad)?;
+    Ok(decoded)
+}
+
 impl Results {
     /// Results from JSON (a link's, a file's), checked as a spec is: bounded, with a valid spec,
     /// every grid of the shape its axes give, and detections inside the grid.
     pub fn from_json(text: &str) -> Result<Self, PatchingError> {
-        let bad = |m: String| PatchingError::Spec(format!("these results are malformed: {m}"));
-        if text.len() > MAX_RESULTS_BYTES {
-            return Err(bad(format!("they are larger than {MAX_RESULTS_BYTES} bytes")));
-        }
-        let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let spec = value
-            .get("spec")
-            .ok_or_else(|| bad("they have no `spec`".into()))?;
-        ExperimentSpec::from_json(&spec.to_string())?;
-        let results: Results = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        results.check().map_err(bad)?;
-        Ok(results)
+        decode_checked(text, "results", Results::check)
     }
 
     /// The grids' shapes against the axes, and the detections against the grid.

@@ -3,9 +3,8 @@
 //! direct terms; decoded from JSON with the same bounds and checks as patching results.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::analysis::results::{Grid, MAX_LABEL_BYTES, MAX_RESULTS_BYTES};
+use crate::analysis::results::{Grid, MAX_LABEL_BYTES, decode_checked};
 use crate::sweep::plan::Axis;
 use crate::tasks::DatasetReport;
 use crate::{ExperimentSpec, PatchingError};
@@ -120,18 +119,7 @@ impl LensResults {
     /// Lens results from JSON (a file's, a link's), checked as patching results are: bounded,
     /// with a valid spec, and every grid of the shape its axes give.
     pub fn from_json(text: &str) -> Result<Self, PatchingError> {
-        let bad = |m: String| PatchingError::Spec(format!("these lens results are malformed: {m}"));
-        if text.len() > MAX_RESULTS_BYTES {
-            return Err(bad(format!("they are larger than {MAX_RESULTS_BYTES} bytes")));
-        }
-        let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let spec = value
-            .get("spec")
-            .ok_or_else(|| bad("they have no `spec`".into()))?;
-        ExperimentSpec::from_json(&spec.to_string())?;
-        let results: LensResults = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        results.check().map_err(bad)?;
-        Ok(results)
+        decode_checked(text, "lens results", LensResults::check)
     }
 
     /// Every direct term of the clean run, the corrupted run and their difference as CSV
