@@ -42,6 +42,10 @@ const state = {
   lastStarted: null,
   stages: [],
   links: 0,
+  /** The load request of the model loaded, to load it again in a restarted worker. */
+  loaded: null,
+  /** How often the worker was replaced after an internal error. */
+  restarts: 0,
   timings: {},
 };
 /** Milliseconds since the page started loading, for the page-load benchmark. */
@@ -109,10 +113,14 @@ worker.onProgress = (p) => {
 
 // ---------------------------------------------------------------- backend and model
 
-async function startBackend() {
-  const useGpu = params.get('backend') !== 'cpu';
+/** What the worker's backend is started with: WebGPU unless `?backend=cpu`, and any binding cap. */
+function backendArgs() {
   const cap = params.get('bindingCap');
-  const info = await worker.call('init', { useGpu, bindingCap: cap ? Number(cap) : null });
+  return { useGpu: params.get('backend') !== 'cpu', bindingCap: cap ? Number(cap) : null };
+}
+
+async function startBackend() {
+  const info = await worker.call('init', backendArgs());
   state.backend = info;
   mark('backend');
   $('#backend').textContent = `Running on ${info.description}`;
@@ -212,6 +220,7 @@ async function loadModel({ adopt = false } = {}) {
   try {
     const { info, origin } = await worker.call('load', { source: request });
     state.model = { ...info, source: model };
+    state.loaded = request;
     mark('model');
     predicted = null;
     predictions.clear();
@@ -233,6 +242,19 @@ async function loadModel({ adopt = false } = {}) {
     setRunnable(Boolean(state.model));
   }
 }
+
+/**
+ * After an internal error the worker is replaced on the next action: the fresh one gets the
+ * same backend, the model that was loaded and the results on show, before that action runs.
+ */
+worker.onRestart = async (send) => {
+  $('#model-status').textContent = 'Restarting after the internal error: loading the model again…';
+  await send('init', backendArgs());
+  if (state.loaded) await send('load', { source: state.loaded });
+  if (resultsView.results) await send('show', { slot: 'main', results: resultsView.results, classes: resultsView.classes });
+  state.restarts += 1;
+  $('#model-status').textContent = state.model ? `Reloaded ${modelName(state.model.source)} after the internal error.` : '';
+};
 
 /** Says so when the experiment names a model other than the loaded one. */
 function showModelNote() {
@@ -548,7 +570,8 @@ async function share() {
     if (state.results && state.resultsSpec === spec) results = state.results;
     else note = 'The results shown are not of the experiment in the editor, so the link carries the experiment only.';
   }
-  const url = await makeLink(spec, results);
+  const { url, dropped } = await makeLink(spec, results, catalog.link);
+  note = dropped ?? note;
   $('#share-panel').hidden = false;
   $('#share-url').value = url;
   $('#share-length').textContent = `The link is ${url.length.toLocaleString('en')} characters long.${note ? ` ${note}` : ''}`;
@@ -690,7 +713,7 @@ function wire() {
 async function readCurrentLink() {
   let link;
   try {
-    link = await readLink();
+    link = await readLink(catalog.link);
   } catch (error) {
     showError($('#link-error'), error);
     return null;
@@ -768,11 +791,12 @@ function setEmbedded(name) {
   $('#embedded-label').textContent = `Shipped with the app: ${SHIPPED[EMBEDDED]}`;
 }
 
-/** Test hooks: the canonical form of spec text, the editor's spec, the link of canonical text. */
+/** Test hooks: the canonical form of spec text, the editor's spec, the link of canonical text, the catalog. */
 window.patchbayApi = {
   canonical: (text) => worker.call('parseSpec', { spec: text }),
   editor: () => editor.canonical(),
-  link: (spec, results = null) => makeLink(spec, results),
+  link: async (spec, results = null) => (await makeLink(spec, results, catalog.link)).url,
+  catalog: () => catalog,
 };
 
 async function main() {

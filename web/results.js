@@ -36,6 +36,7 @@ export class ResultsView {
     $('#hover-text').textContent = this.hint;
     const summary = await this.worker.call('show', { slot: SLOT, results, classes });
     this.results = results;
+    this.classes = classes;
     this.summary = summary;
     $('#results-empty').hidden = true;
     $('#results').hidden = false;

@@ -293,13 +293,50 @@ function shownIn(slot) {
   return view;
 }
 
+// A panic in the wasm ends in a trap (`WebAssembly.RuntimeError`), after which the instance's
+// state cannot be trusted. The trap may surface in the command's own call or, inside an async
+// run, as an uncaught error of the worker. Either way every command in flight, and every later
+// one, gets "internal error" with the panic's message, marked `crashed`: the page then replaces
+// this worker, and reloads the module and the model, on its next action.
+
+/** Set once the instance has trapped: the message every command gets from then on. */
+let crashed = null;
+/** Commands not yet answered. */
+const inFlight = new Set();
+
+function crash(error) {
+  if (!crashed) {
+    const panic = self.patchbayPanic;
+    const what = panic ?? `${error?.name ?? 'Error'}: ${error?.message ?? String(error)}`;
+    crashed = `Internal error in Patchbay (a bug, not a fault of your input): ${what}. The model is reloaded on your next action.`;
+    console.warn(crashed);
+  }
+  for (const id of inFlight) self.postMessage({ id, ok: false, error: crashed, crashed: true });
+  inFlight.clear();
+}
+
+self.addEventListener('error', (event) => {
+  event.preventDefault();
+  crash(event.error ?? new Error(event.message));
+});
+self.addEventListener('unhandledrejection', (event) => {
+  event.preventDefault();
+  crash(event.reason);
+});
+
 self.onmessage = async ({ data }) => {
   const { id, cmd, args } = data;
+  if (crashed) {
+    self.postMessage({ id, ok: false, error: crashed, crashed: true });
+    return;
+  }
+  inFlight.add(id);
   try {
     await ready;
     const result = await commands[cmd](args ?? {});
-    self.postMessage({ id, ok: true, result });
+    if (inFlight.delete(id)) self.postMessage({ id, ok: true, result });
   } catch (error) {
-    self.postMessage({ id, ok: false, error: error?.message ?? String(error), field: error?.field ?? null });
+    if (error instanceof WebAssembly.RuntimeError) crash(error);
+    else if (inFlight.delete(id)) self.postMessage({ id, ok: false, error: error?.message ?? String(error), field: error?.field ?? null });
   }
 };

@@ -1,9 +1,11 @@
 //! What the page's editor offers, from the core's own lists: the components (and which
 //! controls each has), metrics, directions, dataset tasks and IOI corruptions, windows,
-//! detection rules and Gaussian noise's defaults. `index.html` holds none of these lists.
+//! detection rules, Gaussian noise's defaults and what a share link may carry. `index.html`
+//! holds none of these lists.
 
 use patchbay_patching::corruption::gn::{DEFAULT_SAMPLES, DEFAULT_SCALE};
 use patchbay_patching::spec::dataset::{IoiNames, Task};
+use patchbay_patching::spec::limits::MAX_SPEC_BYTES;
 use patchbay_patching::spec::{ATTRIBUTION_AVAILABLE, Normalize, SPEC_VERSION};
 use patchbay_patching::tasks::ioi::IOI_TEMPLATES;
 use patchbay_patching::{Component, Detect, Direction, MetricKind};
@@ -14,6 +16,12 @@ use wasm_bindgen::prelude::*;
 /// The effect the page's "threshold" detection option asks for (the paper's 2σ finds nothing
 /// on a model with six heads, where one dominant head inflates σ).
 pub const DETECT_THRESHOLD: f64 = 0.2;
+
+/// The most a share link's results may inflate to. A browser's URL holds about 2 MB, which
+/// deflated grids of printed floats fill at about 4 MB: a link past this was not made by
+/// Patchbay, and the page stops inflating it there (a few hundred kilobytes of zeros inflate
+/// to gigabytes).
+pub const MAX_LINK_RESULTS_BYTES: usize = 8 << 20;
 
 /// The windows the page's menu offers; a link may name any other size.
 const WINDOWS: [(usize, &str); 4] = [
@@ -101,6 +109,7 @@ pub fn catalog() -> String {
             {"rule": "threshold", "value": DETECT_THRESHOLD, "label": Detect::Threshold(DETECT_THRESHOLD).describe()},
         ],
         "gn": {"scale": DEFAULT_SCALE, "samples": DEFAULT_SAMPLES},
+        "link": {"spec_bytes": MAX_SPEC_BYTES, "results_bytes": MAX_LINK_RESULTS_BYTES},
         "attribution": ATTRIBUTION_AVAILABLE,
     })
     .to_string()
@@ -134,5 +143,6 @@ mod tests {
             "0: When A and B went to the P, S gave a O to"
         );
         assert_eq!(templates[IOI_TEMPLATES.len()]["value"], "all");
+        assert_eq!(c["link"]["spec_bytes"], 4 << 20);
     }
 }

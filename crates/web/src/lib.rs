@@ -20,8 +20,18 @@ pub use view::{Shown, compare_results};
 
 use wasm_bindgen::prelude::*;
 
-/// Turns Rust panics into console errors with a message instead of `unreachable`.
+/// Turns Rust panics into console errors with a message instead of `unreachable`, and leaves
+/// the message in the worker's global `patchbayPanic`: the trap that follows a panic leaves the
+/// wasm instance unusable, and the worker reports the message as an internal error before the
+/// page replaces it (`web/worker.js`).
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let _ = js_sys::Reflect::set(
+            &js_sys::global(),
+            &JsValue::from_str("patchbayPanic"),
+            &JsValue::from_str(&info.to_string()),
+        );
+    }));
 }
