@@ -107,6 +107,7 @@ fn random_spec(rng: &mut ChaCha8Rng) -> ExperimentSpec {
         dataset: None,
         detect: Default::default(),
         stats: Default::default(),
+        circuit: None,
     }
 }
 
@@ -266,6 +267,7 @@ fn prompts_batched_together_equal_prompts_run_one_by_one() {
             dataset: None,
             detect: Default::default(),
             stats: Default::default(),
+            circuit: None,
         };
         let together = run(&model, &tokenizer, &spec, &RunOptions::default());
         let mut partials = 0;

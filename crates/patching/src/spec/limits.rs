@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
+use crate::spec::circuit::{CircuitMethod, DEFAULT_IG_STEPS, Keep};
 use crate::spec::target::{Choice, Receivers};
 use crate::{Corruption, Detect, ExperimentSpec, PatchingError};
 
@@ -38,6 +39,16 @@ pub const MAX_DETECT_SIGMA: f64 = 100.0;
 pub const MAX_RESAMPLES: usize = 100_000;
 /// The most Monte Carlo sign patterns of the permutation test (`stats.permutations`).
 pub const MAX_PERMUTATIONS: usize = 100_000;
+
+/// The most EAP-IG steps (`circuit.ig_steps`): each is a forward and a backward pass of every
+/// prompt.
+pub const MAX_IG_STEPS: usize = 100;
+/// The most edges a circuit keeps (`circuit.keep.top`); `patchbay circuit` also refuses more
+/// than the model's graph has.
+pub const MAX_CIRCUIT_EDGES: usize = 1 << 20;
+/// The most edges whose exact effect is measured one by one (`circuit.checked`): each is a
+/// patched run of every prompt.
+pub const MAX_CHECKED_EDGES: usize = 1024;
 
 fn field(name: &str, message: String) -> PatchingError {
     PatchingError::Spec(format!("`{name}` {message}"))
@@ -170,6 +181,44 @@ pub fn check(spec: &ExperimentSpec) -> Result<(), PatchingError> {
             "window.size",
             format!("is {}; windows are at most {MAX_WINDOW} layers", w.size),
         ));
+    }
+    if let Some(circuit) = &spec.circuit {
+        if !(1..=MAX_IG_STEPS).contains(&circuit.ig_steps) {
+            return Err(field(
+                "circuit.ig_steps",
+                format!("is {}; EAP-IG takes 1 to {MAX_IG_STEPS} steps", circuit.ig_steps),
+            ));
+        }
+        if circuit.method == CircuitMethod::Eap && circuit.ig_steps != DEFAULT_IG_STEPS {
+            return Err(field(
+                "circuit.ig_steps",
+                "applies to `\"method\": \"eap_ig\"` only; EAP takes one gradient".into(),
+            ));
+        }
+        match circuit.keep {
+            Keep::Top(k) if k > MAX_CIRCUIT_EDGES => {
+                return Err(field(
+                    "circuit.keep.top",
+                    format!("is {k}; a circuit keeps at most {MAX_CIRCUIT_EDGES} edges"),
+                ));
+            }
+            Keep::Threshold(t) if !(t.is_finite() && t >= 0.0) => {
+                return Err(field(
+                    "circuit.keep.threshold",
+                    format!("is {t}; it must be a finite |score| of at least 0"),
+                ));
+            }
+            _ => {}
+        }
+        if circuit.checked > MAX_CHECKED_EDGES {
+            return Err(field(
+                "circuit.checked",
+                format!(
+                    "is {}; at most {MAX_CHECKED_EDGES} edges are checked one by one",
+                    circuit.checked
+                ),
+            ));
+        }
     }
     let stats = &spec.stats;
     if !(stats.level > 0.0 && stats.level < 1.0) {

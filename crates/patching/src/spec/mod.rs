@@ -1,9 +1,10 @@
 //! The experiment spec, the input language of Patchbay: every choice an experiment makes
 //! (model, prompts, corruption, answers, metric, direction, target, window, seed, dataset,
-//! detection, statistics), versioned. The CLI runs it, and the page's share links carry it, so that a link
+//! detection, statistics, circuit discovery), versioned. The CLI runs it, and the page's share links carry it, so that a link
 //! reopens exactly the same experiment. Nothing here runs a model: [`crate::prepare`] checks a
 //! spec against one.
 
+pub mod circuit;
 pub mod dataset;
 pub mod limits;
 pub mod target;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::analysis::uncertainty::StatsSettings;
 pub use crate::corruption::gn::GaussianNoise;
 use crate::{MetricKind, PatchingError};
+use circuit::CircuitSpec;
 use dataset::DatasetSpec;
 pub use limits::MAX_SPEC_BYTES;
 use target::Target;
@@ -56,6 +58,10 @@ pub struct ExperimentSpec {
     /// Monte Carlo sign flips, and their seed (left out when they are the defaults).
     #[serde(default, skip_serializing_if = "StatsSettings::is_default")]
     pub stats: StatsSettings,
+    /// How `patchbay circuit` scores edges and checks the circuit (left out when absent; that
+    /// command then uses the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<CircuitSpec>,
 }
 
 /// The rule that flags a cell as a detected component.

@@ -1,0 +1,265 @@
+//! GPT-2's forward pass as the edge [`Graph`] sees it: every writer's output kept apart, and
+//! every reader's input summed from them, so that a reader can take a gradient of its own (a
+//! zero-valued probe added to that input alone, for edge attribution) and an edge can be cut
+//! (its writer's live output replaced, for that reader alone, by the writer's output in another
+//! run, for exact edge-level patching).
+//!
+//! Each head's query, key and value inputs go through `ln_1` and their own slice of `W_Q`,
+//! `W_K`, `W_V` separately, as TransformerLens's `use_split_qkv_input` computes them; with no
+//! probe and no cut edge, the pass computes the model's own logits (checked against
+//! [`Gpt2::forward`] in the tests).
+
+use patchbay_model::burn::prelude::*;
+use patchbay_model::burn::tensor::activation::{gelu_approximate, softmax};
+use patchbay_model::{Gpt2, ModelError};
+
+use crate::PatchingError;
+use crate::circuit::graph::Graph;
+
+/// The output of every writer of one run, `[rows, len, d_model]` each, by writer index.
+#[derive(Clone, Debug)]
+pub struct Writers {
+    pub outputs: Vec<Tensor<3>>,
+}
+
+impl Writers {
+    /// Every writer's output minus `other`'s, stacked and flattened: `[writers, rows · len ·
+    /// d_model]`.
+    pub fn minus(&self, other: &Writers) -> Tensor<2> {
+        let rows: Vec<Tensor<2>> = self
+            .outputs
+            .iter()
+            .zip(&other.outputs)
+            .map(|(a, b)| flat(a.clone() - b.clone()))
+            .collect();
+        Tensor::cat(rows, 0)
+    }
+}
+
+/// A tensor `[rows, len, d_model]` as one row `[1, rows · len · d_model]`.
+fn flat(t: Tensor<3>) -> Tensor<2> {
+    let n = t.dims().iter().product::<usize>();
+    t.reshape([1, n])
+}
+
+/// Edges whose reader takes `values`' writer output instead of the live one: `cut[edge]`.
+pub struct Cut<'a> {
+    pub edges: &'a [bool],
+    pub values: &'a Writers,
+}
+
+/// Zero tensors added to every reader's input: the gradient of the metric with respect to a
+/// probe is its reader's. Created on an autodiff device with `require_grad`.
+#[derive(Clone, Debug)]
+pub struct Probes {
+    /// Per layer, `[3, n_head, rows, len, d_model]`: query, key and value inputs of each head.
+    pub heads: Vec<Tensor<5>>,
+    /// Per layer, `[rows, len, d_model]`.
+    pub mlps: Vec<Tensor<3>>,
+    /// The final residual stream, `[rows, len, d_model]`.
+    pub logits: Tensor<3>,
+}
+
+impl Probes {
+    /// Zero probes for `rows` rows of `len` tokens on `device` (an autodiff device).
+    pub fn zeros(model: &Gpt2, rows: usize, len: usize, device: &Device) -> Self {
+        let c = &model.config;
+        let stream = || Tensor::<3>::zeros([rows, len, c.n_embd], device).require_grad();
+        Probes {
+            heads: (0..c.n_layer)
+                .map(|_| Tensor::<5>::zeros([3, c.n_head, rows, len, c.n_embd], device).require_grad())
+                .collect(),
+            mlps: (0..c.n_layer).map(|_| stream()).collect(),
+            logits: stream(),
+        }
+    }
+}
+
+/// The input writer's output: token embeddings (plus GN's `noise` at `hook_embed`) plus the
+/// positional embeddings, `[rows, len, d_model]`.
+pub fn input_embedding(
+    model: &Gpt2,
+    tokens: &[Vec<u32>],
+    noise: Option<Tensor<3>>,
+) -> Result<Tensor<3>, PatchingError> {
+    let len = model.check_tokens(tokens)?;
+    let (rows, d) = (tokens.len(), model.config.n_embd);
+    let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
+    let mut embed = model.embed_tokens(&flat).reshape([rows, len, d]);
+    if let Some(noise) = noise {
+        embed = embed + noise;
+    }
+    let pos = model.wpe.val().narrow(0, 0, len).unsqueeze::<3>();
+    Ok(embed + pos)
+}
+
+/// The sum over cut edges into readers `readers` (consecutive, all with the same writers
+/// `0..upstream`) of `values − live`, `[readers.len(), rows · len · d_model]`; `None` when no
+/// edge into them is cut.
+fn correction(
+    graph: &Graph,
+    cut: Option<&Cut>,
+    live: &[Tensor<3>],
+    readers: std::ops::Range<usize>,
+    upstream: usize,
+) -> Option<Tensor<2>> {
+    let cut = cut?;
+    let n = readers.len();
+    let mut columns: Vec<usize> = Vec::new();
+    let mut mask: Vec<Vec<f32>> = Vec::new();
+    for writer in 0..upstream {
+        let column: Vec<f32> = readers
+            .clone()
+            .map(|r| {
+                let edge = graph.edge(writer, r).expect("writers before the reader");
+                f32::from(u8::from(cut.edges[edge]))
+            })
+            .collect();
+        if column.iter().any(|&v| v != 0.0) {
+            columns.push(writer);
+            mask.push(column);
+        }
+    }
+    if columns.is_empty() {
+        return None;
+    }
+    let device = live[0].device();
+    // [readers, cut writers] · [cut writers, rows · len · d_model]
+    let mut values = vec![0f32; n * columns.len()];
+    for (j, column) in mask.iter().enumerate() {
+        for (i, &v) in column.iter().enumerate() {
+            values[i * columns.len() + j] = v;
+        }
+    }
+    let f = Tensor::<2>::from_data(TensorData::new(values, [n, columns.len()]), &device);
+    let deltas: Vec<Tensor<2>> = columns
+        .iter()
+        .map(|&w| flat(cut.values.outputs[w].clone() - live[w].clone()))
+        .collect();
+    Some(f.matmul(Tensor::cat(deltas, 0)))
+}
+
+/// Runs the model from the input writer's output `input` (`[rows, len, d_model]`): the
+/// last-position logits `[rows, vocab]` and every writer's output.
+pub fn forward(
+    model: &Gpt2,
+    graph: &Graph,
+    input: Tensor<3>,
+    cut: Option<&Cut>,
+    probes: Option<&Probes>,
+) -> Result<(Tensor<2>, Writers), PatchingError> {
+    let c = &model.config;
+    let [rows, len, d] = input.dims();
+    let (n_head, d_head) = (c.n_head, d / c.n_head);
+    if let Some(cut) = cut
+        && cut.edges.len() != graph.edges.len()
+    {
+        return Err(PatchingError::Model(ModelError::Backend(format!(
+            "{} edge flags for a graph of {} edges",
+            cut.edges.len(),
+            graph.edges.len()
+        ))));
+    }
+    let device = input.device();
+    let future = Tensor::<4, Bool>::tril_mask([1, 1, len, len], 0, &device);
+    let mut writers: Vec<Tensor<3>> = vec![input.clone()];
+    let mut resid = input;
+    for (layer, block) in model.blocks.iter().enumerate() {
+        // The query, key and value inputs of every head: [3, n_head, rows, len, d].
+        let mut x: Tensor<5> = resid.clone().unsqueeze::<5>().expand([3, n_head, rows, len, d]);
+        let start = graph.reader_start(layer);
+        if let Some(delta) = correction(
+            graph,
+            cut,
+            &writers,
+            start..start + 3 * n_head,
+            graph.layer_start(layer),
+        ) {
+            x = x + delta.reshape([3, n_head, rows, len, d]);
+        }
+        if let Some(p) = probes {
+            x = x + p.heads[layer].clone();
+        }
+        let attn = &block.attn;
+        // W_Q, W_K, W_V per head: [3, n_head, d, d_head]; their biases [3, n_head, 1, d_head].
+        let w = attn
+            .c_attn
+            .weight
+            .val()
+            .reshape([d, 3, n_head, d_head])
+            .permute([1, 2, 0, 3]);
+        let normalized = block.ln_1.forward(x).reshape([3, n_head, rows * len, d]);
+        let mut qkv = normalized.matmul(w);
+        if let Some(b) = &attn.c_attn.bias {
+            qkv = qkv + b.val().reshape([3, n_head, 1, d_head]);
+        }
+        // [rows, n_head, len, d_head] each.
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(0, i, 1)
+                .reshape([n_head, rows, len, d_head])
+                .swap_dims(0, 1)
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d_head as f32).sqrt());
+        let mask = future.clone().expand([rows, n_head, len, len]);
+        let pattern = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        // Each head's z W_O[h]: [n_head, rows, len, d].
+        let z = pattern
+            .matmul(v)
+            .swap_dims(0, 1)
+            .reshape([n_head, rows * len, d_head]);
+        let w_o = attn.c_proj.weight.val().reshape([n_head, d_head, d]);
+        let heads = z.matmul(w_o).reshape([n_head, rows, len, d]);
+        for h in 0..n_head {
+            writers.push(heads.clone().narrow(0, h, 1).reshape([rows, len, d]));
+        }
+        resid = resid + heads.sum_dim(0).reshape([rows, len, d]);
+        if let Some(b) = &attn.c_proj.bias {
+            resid = resid + b.val().unsqueeze::<3>();
+        }
+
+        let mlp_reader = graph.mlp_reader(layer);
+        let mut x = resid.clone();
+        if let Some(delta) = correction(
+            graph,
+            cut,
+            &writers,
+            mlp_reader..mlp_reader + 1,
+            graph.mlp_writer(layer),
+        ) {
+            x = x + delta.reshape([rows, len, d]);
+        }
+        if let Some(p) = probes {
+            x = x + p.mlps[layer].clone();
+        }
+        let mlp = &block.mlp;
+        let out = mlp
+            .c_proj
+            .forward(gelu_approximate(mlp.c_fc.forward(block.ln_2.forward(x))));
+        writers.push(out.clone());
+        resid = resid + out;
+    }
+    let logits_reader = graph.logits_reader();
+    let mut x = resid;
+    if let Some(delta) = correction(
+        graph,
+        cut,
+        &writers,
+        logits_reader..logits_reader + 1,
+        graph.writers(),
+    ) {
+        x = x + delta.reshape([rows, len, d]);
+    }
+    if let Some(p) = probes {
+        x = x + p.logits.clone();
+    }
+    let last = model.ln_final(x.narrow(1, len - 1, 1)).reshape([rows, d]);
+    let pieces: Vec<Tensor<2>> = model
+        .wte
+        .chunks
+        .iter()
+        .map(|chunk| last.clone().matmul(chunk.val().transpose()))
+        .collect();
+    Ok((Tensor::cat(pieces, 1), Writers { outputs: writers }))
+}

@@ -1,0 +1,373 @@
+//! Circuit discovery (crates/patching/src/circuit): the graph's forward pass is the model's;
+//! EAP against TransformerLens 4.3.0's edge-level `attribution_patch`, EAP-IG against the
+//! reference script's autograd implementation and exact circuits against TransformerLens's
+//! `faithfulness` (tests/fixtures/reference/eap.json, from tests/reference/eap_reference.py),
+//! on the fixture model and a 4-prompt IOI dataset, within 1e-4 of the largest score; the exact
+//! check of every edge is the clean run and of none the corrupted run; the `circuit` block of
+//! the spec, its defaults and limits; and on the shipped model the known path is found.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use patchbay_model::backend;
+use patchbay_model::{Hooks, LogitsAt, read_f32};
+use patchbay_patching::circuit::discover::{log_grid, run_circuit};
+use patchbay_patching::circuit::edge_runs::EdgeRuns;
+use patchbay_patching::circuit::exact::circuit_m;
+use patchbay_patching::circuit::forward::{forward, input_embedding};
+use patchbay_patching::circuit::graph::Graph;
+use patchbay_patching::circuit::results::CircuitResults;
+use patchbay_patching::{ExperimentSpec, Progress, RunOptions, prepare};
+use serde_json::{Value, json};
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/reference/eap.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The reference's spec with `circuit` as its circuit block.
+fn reference_spec(circuit: Value) -> ExperimentSpec {
+    let mut spec = reference()["spec"].clone();
+    spec["circuit"] = circuit;
+    ExperimentSpec::from_json(&spec.to_string()).unwrap()
+}
+
+fn discover(
+    model: &patchbay_model::Gpt2,
+    tokenizer: &patchbay_model::Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+) -> CircuitResults {
+    let start = std::time::Instant::now();
+    let results = pollster::block_on(run_circuit(
+        model,
+        tokenizer,
+        spec,
+        &RunOptions::default(),
+        &mut |_: &Progress| true,
+    ))
+    .unwrap();
+    eprintln!("{} in {:.2} s", results.method, start.elapsed().as_secs_f64());
+    results
+}
+
+/// The largest error of `results`' edge scores against `expected` (by edge name), over the
+/// largest |expected score|.
+fn relative_error(results: &CircuitResults, expected: &Value) -> f64 {
+    let expected: HashMap<String, f64> = expected
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+        .collect();
+    assert_eq!(expected.len(), results.edges.len(), "the same edges");
+    let largest = expected.values().map(|v| v.abs()).fold(0.0, f64::max);
+    results
+        .edges
+        .iter()
+        .map(|e| (e.score - expected[&e.name]).abs() / largest)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn the_graph_forward_is_the_model_forward() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let graph = Graph::new(model.config.n_layer, model.config.n_head);
+    let tokens: Vec<Vec<u32>> = [
+        "When Mary and John went to the store, John gave a drink to",
+        "The Eiffel Tower is in Paris, the capital",
+    ]
+    .iter()
+    .map(|t| tokenizer.encode(t, true).unwrap()[..10].to_vec())
+    .collect();
+    let input = input_embedding(&model, &tokens, None).unwrap();
+    let (ours, writers) = forward(&model, &graph, input, None, None).unwrap();
+    assert_eq!(writers.outputs.len(), graph.writers());
+    let theirs = model
+        .forward(&tokens, &mut Hooks::none(), LogitsAt::Last)
+        .unwrap();
+    let [rows, _, vocab] = theirs.dims();
+    let gap = (ours - theirs.reshape([rows, vocab])).abs().max();
+    let gap = pollster::block_on(read_f32(gap)).unwrap()[0];
+    assert!(gap < 1e-4, "{gap}");
+}
+
+#[test]
+fn eap_matches_transformer_lens_4() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let reference = reference();
+    let results = discover(&model, &tokenizer, &reference_spec(json!({})));
+    assert_eq!(results.method, "eap");
+    assert_eq!(results.edges.len(), 262);
+    let err = relative_error(&results, &reference["eap"]);
+    eprintln!("EAP: max error {err:.2e} of the largest score");
+    assert!(err < TOL, "{err}");
+    let mean = |key: &str| {
+        let v = reference[key].as_array().unwrap();
+        v.iter().map(|x| x.as_f64().unwrap()).sum::<f64>() / v.len() as f64
+    };
+    assert!((results.clean_metric - mean("clean_m")).abs() < TOL);
+    assert!((results.corrupted_metric - mean("corrupted_m")).abs() < TOL);
+}
+
+#[test]
+fn eap_ig_matches_the_autograd_reference() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let reference = reference();
+    let steps = reference["eap_ig"]["steps"].as_u64().unwrap();
+    let results = discover(
+        &model,
+        &tokenizer,
+        &reference_spec(json!({"method": "eap_ig", "ig_steps": steps})),
+    );
+    assert_eq!(
+        (results.method.as_str(), results.steps),
+        ("eap_ig", steps as usize)
+    );
+    let err = relative_error(&results, &reference["eap_ig"]["scores"]);
+    eprintln!("EAP-IG ({steps} steps): max error {err:.2e} of the largest score");
+    assert!(err < TOL, "{err}");
+}
+
+#[test]
+fn exact_circuits_match_transformer_lens_faithfulness() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let reference = reference();
+    let spec = reference_spec(json!({}));
+    let prepared = pollster::block_on(prepare(&model, &tokenizer, &spec)).unwrap();
+    let graph = Graph::new(model.config.n_layer, model.config.n_head);
+    let inputs: Vec<_> = (0..prepared.prompts.len())
+        .map(|i| prepared.input(&model, i, None))
+        .collect();
+    let runs = pollster::block_on(EdgeRuns::new(&model, &graph, &inputs, spec.metric.kind)).unwrap();
+    let mut worst: f64 = 0.0;
+    for circuit in reference["circuits"].as_array().unwrap() {
+        let mut kept = vec![false; graph.edges.len()];
+        for name in circuit["edges"].as_array().unwrap() {
+            kept[graph.find(name.as_str().unwrap()).unwrap()] = true;
+        }
+        let ours = pollster::block_on(circuit_m(&model, &graph, &runs, &kept)).unwrap();
+        for (a, b) in ours.iter().zip(circuit["m"].as_array().unwrap()) {
+            let b = b.as_f64().unwrap();
+            worst = worst.max((a - b).abs() / b.abs().max(1.0));
+        }
+    }
+    eprintln!("exact circuits: max error {worst:.2e}");
+    assert!(worst < TOL, "{worst}");
+}
+
+#[test]
+fn every_edge_is_the_clean_run_and_none_the_corrupted_run() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let results = discover(&model, &tokenizer, &reference_spec(json!({"keep": {"top": 262}})));
+    let grid: Vec<usize> = results.curve.iter().map(|p| p.edges).collect();
+    assert_eq!(grid, log_grid(262));
+    assert_eq!(grid, vec![0, 1, 2, 5, 10, 20, 50, 100, 200, 262]);
+    let (none, all) = (&results.curve[0], results.curve.last().unwrap());
+    eprintln!(
+        "k = 0: {:.2e}, k = all: 1 {:+.2e}",
+        none.faithfulness,
+        all.faithfulness - 1.0
+    );
+    assert!(none.faithfulness.abs() < TOL, "{}", none.faithfulness);
+    assert!((all.faithfulness - 1.0).abs() < TOL, "{}", all.faithfulness);
+    assert!((none.metric - results.corrupted_metric).abs() < TOL);
+    assert!((all.metric - results.clean_metric).abs() < TOL);
+    assert_eq!(results.circuit.faithfulness, all.faithfulness);
+    // The best-scored edges are checked exactly, and the disagreements are among them.
+    let checked = results.edges.iter().filter(|e| e.exact.is_some()).count();
+    assert_eq!(checked, 50);
+    assert!(results.edges[..50].iter().all(|e| e.exact.is_some()));
+    assert_eq!(results.disagreements.len(), 10);
+    let d = &results.disagreements;
+    assert!(
+        d.windows(2)
+            .all(|w| w[0].difference.abs() >= w[1].difference.abs())
+    );
+}
+
+#[test]
+fn the_circuit_block_round_trips_with_its_defaults_left_out() {
+    let base = reference()["spec"].clone();
+    let with = |circuit: Value| {
+        let mut spec = base.clone();
+        spec["circuit"] = circuit;
+        spec.to_string()
+    };
+    for circuit in [
+        json!({}),
+        json!({"method": "eap_ig"}),
+        json!({"method": "eap_ig", "ig_steps": 12}),
+        json!({"keep": {"threshold": 0.5}, "checked": 3}),
+        json!({"keep": {"top": 7}}),
+    ] {
+        let spec = ExperimentSpec::from_json(&with(circuit.clone())).unwrap();
+        let text = spec.to_json();
+        let written: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(written["circuit"], circuit, "canonical: defaults left out");
+        assert_eq!(ExperimentSpec::from_json(&text).unwrap(), spec);
+    }
+    // Defaults written out read back as the canonical spec.
+    let spelled = ExperimentSpec::from_json(&with(
+        json!({"method": "eap", "ig_steps": 5, "keep": {"top": 100}, "checked": 50}),
+    ))
+    .unwrap();
+    let written: Value = serde_json::from_str(&spelled.to_json()).unwrap();
+    assert_eq!(written["circuit"], json!({}));
+    // Without a block, none is written.
+    let mut plain = base.clone();
+    plain.as_object_mut().unwrap().remove("circuit");
+    let plain = ExperimentSpec::from_json(&plain.to_string()).unwrap();
+    assert!(!plain.to_json().contains("circuit"));
+}
+
+#[test]
+fn the_circuit_block_is_bounded_where_it_is_parsed() {
+    let base = reference()["spec"].clone();
+    for (circuit, field, limit) in [
+        (
+            json!({"method": "eap_ig", "ig_steps": 0}),
+            "circuit.ig_steps",
+            "1 to 100",
+        ),
+        (
+            json!({"method": "eap_ig", "ig_steps": 101}),
+            "circuit.ig_steps",
+            "1 to 100",
+        ),
+        (json!({"ig_steps": 3}), "circuit.ig_steps", "eap_ig"),
+        (json!({"keep": {"top": 2_000_000}}), "circuit.keep.top", "1048576"),
+        (
+            json!({"keep": {"threshold": -1.0}}),
+            "circuit.keep.threshold",
+            "at least 0",
+        ),
+        (json!({"checked": 5000}), "circuit.checked", "1024"),
+    ] {
+        let mut spec = base.clone();
+        spec["circuit"] = circuit.clone();
+        let err = ExperimentSpec::from_json(&spec.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("`{field}`")) && err.contains(limit),
+            "{circuit}: {err}"
+        );
+    }
+    let mut spec = base.clone();
+    spec["circuit"] = json!({"method": "acdc"});
+    assert!(ExperimentSpec::from_json(&spec.to_string()).is_err());
+    spec["circuit"] = json!({"qk": true});
+    let err = ExperimentSpec::from_json(&spec.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("qk"), "{err}");
+    // More edges than the model's graph has: refused when the model is known.
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let spec = reference_spec(json!({"keep": {"top": 263}}));
+    let err = pollster::block_on(run_circuit(
+        &model,
+        &tokenizer,
+        &spec,
+        &RunOptions::default(),
+        &mut |_: &Progress| true,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`circuit.keep.top`") && err.contains("262 edges"),
+        "{err}"
+    );
+}
+
+/// Faithfulness of the circuit `names` over the prompts of `spec` (ratio of means).
+fn faithfulness_of(
+    model: &patchbay_model::Gpt2,
+    tokenizer: &patchbay_model::Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+    circuits: &[Vec<usize>],
+) -> Vec<f64> {
+    let prepared = pollster::block_on(prepare(model, tokenizer, spec)).unwrap();
+    let graph = Graph::new(model.config.n_layer, model.config.n_head);
+    let inputs: Vec<_> = (0..prepared.prompts.len())
+        .map(|i| prepared.input(model, i, None))
+        .collect();
+    let runs = pollster::block_on(EdgeRuns::new(model, &graph, &inputs, spec.metric.kind)).unwrap();
+    circuits
+        .iter()
+        .map(|edges| {
+            let mut kept = vec![false; graph.edges.len()];
+            for &e in edges {
+                kept[e] = true;
+            }
+            let m = pollster::block_on(circuit_m(model, &graph, &runs, &kept)).unwrap();
+            patchbay_patching::circuit::discover::faithfulness(
+                spec.metric.normalize,
+                &m,
+                &runs.clean.m,
+                &runs.corrupted.m,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn on_the_shipped_model_eap_ig_finds_the_known_path() {
+    let (model, tokenizer) = embedded(&backend::cpu());
+    let text = std::fs::read_to_string(root().join("examples/circuit_ioi.json")).unwrap();
+    let spec = ExperimentSpec::from_json(&text).unwrap();
+    let results = discover(&model, &tokenizer, &spec);
+    let graph = Graph::new(model.config.n_layer, model.config.n_head);
+    let top: Vec<&str> = results.edges[..20].iter().map(|e| e.name.as_str()).collect();
+    eprintln!("top 20: {top:?}");
+    eprintln!(
+        "circuit of {}: faithfulness {:.3}; curve {:?}",
+        results.circuit.edges,
+        results.circuit.faithfulness,
+        results
+            .curve
+            .iter()
+            .map(|p| (p.edges, (p.faithfulness * 1000.0).round() / 1000.0))
+            .collect::<Vec<_>>()
+    );
+    // Head 0.0 into the values of the movers 1.0 and 1.1, and the movers into the logits.
+    for edge in [
+        "a0.h0->a1.h0<v>",
+        "a0.h0->a1.h1<v>",
+        "a1.h0->logits",
+        "a1.h1->logits",
+    ] {
+        assert!(top.contains(&edge), "{edge} not in {top:?}");
+    }
+    assert!(
+        results.circuit.faithfulness >= 0.8,
+        "{}",
+        results.circuit.faithfulness
+    );
+    // Random circuits of the same size recover far less.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut random = Vec::new();
+    for _ in 0..20 {
+        let mut edges: Vec<usize> = (0..graph.edges.len()).collect();
+        for i in (1..edges.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            edges.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        edges.truncate(results.circuit.edges);
+        random.push(edges);
+    }
+    let scores = faithfulness_of(&model, &tokenizer, &spec, &random);
+    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    let best = scores.iter().cloned().fold(f64::MIN, f64::max);
+    eprintln!(
+        "random circuits of {} edges: mean faithfulness {mean:.3}, best {best:.3}",
+        results.circuit.edges
+    );
+    assert!(
+        mean < 0.3 && best < results.circuit.faithfulness - 0.3,
+        "{scores:?}"
+    );
+}
