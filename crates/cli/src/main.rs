@@ -3,6 +3,7 @@
 //! Every failure is printed as one clear line on stderr with exit status 1; nothing panics on
 //! bad input, and a closed pipe on stdout ends the command quietly.
 
+mod circuit;
 mod expand;
 mod files;
 mod init;
@@ -36,6 +37,9 @@ enum Command {
     /// The logit lens and direct logit attribution of a spec's clean and corrupted runs:
     /// lens.json, CSVs and SVG heatmaps.
     Lens(lens::LensArgs),
+    /// Finds a circuit by edge attribution (EAP, EAP-IG) and checks it by exact edge patching:
+    /// circuit.json, circuit.svg, edges.csv and the faithfulness curve.
+    Circuit(circuit::CircuitArgs),
     /// Runs a spec's dataset under every corruption × metric × direction × seed: detections,
     /// Jaccard and rank-correlation matrices, Table 1.
     Sensitivity(sensitivity::SensitivityArgs),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Logits(args) => logits::run(args),
         Command::Run(args) => run::run(args),
         Command::Lens(args) => lens::run(args),
+        Command::Circuit(args) => circuit::run(args),
         Command::Sensitivity(args) => sensitivity::run(args),
         Command::Expand(args) => expand::run(args),
         Command::BenchForward(args) => logits::bench(args),

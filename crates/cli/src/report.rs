@@ -140,6 +140,7 @@ pub fn circuit_spec(
         dataset: None,
         detect: Default::default(),
         stats: Default::default(),
+        circuit: None,
     })
 }
 
