@@ -231,7 +231,9 @@ impl Session {
         )
         .await
         .map_err(field_error)?;
-        serde_json::to_string(&result).map_err(|e| JsError::new(&e.to_string()).into())
+        let mut out = serde_json::to_value(&result).map_err(|e| JsError::new(&e.to_string()))?;
+        out["stability_view"] = view::stability_view(&result.stability, &result.axes);
+        Ok(out.to_string())
     }
 
     /// The known head classes of the loaded model, if any: JSON `[{name, heads}]` or null.
