@@ -41,6 +41,15 @@ const option = (value, text) => el('option', { text, attrs: { value } });
 const quoted = (t) => `“${t}”`;
 const list = (v) => (Array.isArray(v) ? v.join(', ') : String(v));
 
+/** Whether two JSON values are equal, whatever the order of their keys. */
+function sameValue(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => sameValue(a[k], b[k]));
+}
+
 /** A template menu's value as the spec writes it: "all", or the template's index. */
 const templateFrom = (value) => (value === 'all' ? 'all' : intFrom(value));
 
@@ -102,6 +111,11 @@ export class Editor {
     fill('#detect', c.detect.map((d) => option(d.rule, d.label)));
     fill('#dataset-template', c.ioi_templates.map((t) => option(String(t.value), t.label)));
     fill('#normalize', c.normalize.map((x) => option(x.name, x.label)));
+    // Both normalizations' formulas, under the menu that chooses between them.
+    $('#normalize-formulas').replaceChildren(
+      ...c.normalize.map((n) => el('p', { text: `${n.label}: ${n.formula}` })),
+      el('p', { text: `where ${c.normalize_terms}.` }),
+    );
     $('#gn-scale').value = String(c.gn.scale);
     $('#gn-samples').value = String(c.gn.samples);
   }
@@ -142,7 +156,7 @@ export class Editor {
       },
       '#detect': (e) => {
         const rule = this.catalog.detect.find((d) => d.rule === e.value);
-        if (rule) s().detect = { [rule.rule]: rule.value };
+        if (rule) s().detect = { [rule.rule]: structuredClone(rule.value) };
       },
       '#gn-scale': (e) => this.gn() && (this.gn().scale = Number(e.value)),
       '#gn-samples': (e) => this.gn() && (this.gn().samples = intFrom(e.value)),
@@ -333,7 +347,7 @@ export class Editor {
     const menuWindow = c.windows.some((w) => w.size === size);
     this.hold('#window', menuWindow ? null : `${size} layers${this.source}`, String(size));
     const detect = s.detect ?? { sigma: c.detect[0].value };
-    const rule = c.detect.find((r) => detect[r.rule] === r.value);
+    const rule = c.detect.find((r) => Object.keys(detect).length === 1 && sameValue(detect[r.rule], r.value));
     this.hold('#detect', rule ? null : '…', rule?.rule);
     if (!rule) {
       this.worker.call('describeDetect', { detect }).then((text) => {
@@ -386,6 +400,7 @@ export class Editor {
     $('#receivers-row').hidden = s.target.component !== 'path';
     // How prompts' normalized effects are combined matters only with more than one prompt.
     $('#normalize-row').hidden = !this.manyPrompts() || s.metric.normalized === false;
+    $('#normalize-formulas').hidden = $('#normalize-row').hidden;
     $('#answer-sets').hidden = $('#answer-sets-hint').hidden = s.metric.kind !== 'prob_diff' || Boolean(d);
     $('#dataset-fields').hidden = !d;
     $('#dataset-hint').hidden = !d;

@@ -281,6 +281,10 @@ const commands = {
   describe: ({ slot, cell }) => shownIn(slot).describe(cell),
   inspect: ({ slot, cell }) => JSON.parse(shownIn(slot).inspect(cell)),
   csv: ({ slot, key }) => shownIn(slot).csv(key),
+  // A link's grid digest: made from the results shown, checked when a link opens, compared after its rerun.
+  digest: ({ slot, backend }) => shownIn(slot).digest(backend),
+  checkDigest: ({ digest }) => Shown.checkDigest(digest),
+  reproduce: ({ slot, digest, backend }) => JSON.parse(shownIn(slot).reproduce(digest, backend)),
   render: ({ grid, axes, title, label, limit }) =>
     JSON.parse(renderHeatmap(JSON.stringify(grid), JSON.stringify(axes), title, label, limit)),
   compare: ({ a, b, k, captionA, captionB }) =>
