@@ -2,7 +2,10 @@
 //! with `REMOTE = True`, on NDIF's hosted copy of a Hub model: the experiment for models no
 //! single machine holds. Everything runs in one `session` (one NDIF job): a trace of the clean
 //! and of the corrupted run captures the activations, then each layer's patches run as one
-//! trace with one `invoke` per grid cell. The grid is TransformerLens's, axis for axis.
+//! trace with one `invoke` per grid cell. The grid is TransformerLens's, axis for axis. Attention
+//! patterns are patched inside transformers' eager attention through nnsight's `.source`, which
+//! NDIF's deployments need not run: those scripts, and Gaussian noise (whose scale reads `W_E`
+//! here), refuse `REMOTE = True`.
 
 use super::python::{self, Py, py_str};
 use crate::{Choice, Component, Corruption, ExperimentSpec, ModelSource};
@@ -90,7 +93,17 @@ fn site(component: Component) -> Option<Site> {
                 part,
             )
         }
-        Pattern | BlockEvery | Path => return None,
+        // The attention pattern is no module's output: nnsight's `.source` reaches the
+        // softmax inside transformers' eager attention (GPT2Attention's call of it, then
+        // eager_attention_forward's softmax).
+        Pattern => site(
+            "pattern",
+            "attn.hook_pattern: the softmax in eager attention",
+            "block.attn.source.attention_interface_1.source.nn_functional_softmax_0.output",
+            &["block.attn.source.attention_interface_1.source.nn_functional_softmax_0.output{at} = src{at}"],
+            0,
+        ),
+        BlockEvery | Path => return None,
     })
 }
 
@@ -123,7 +136,7 @@ pub fn nnsight_script(spec: &ExperimentSpec) -> String {
             py.line("# nnsight.CONFIG.set_default_api_key(YOUR_KEY)). False runs it on this machine.");
             py.line("REMOTE = False");
             py.line(&format!(
-                "model = TransformersModel({}, task=\"text-generation\", dispatch=not REMOTE)",
+                "model = TransformersModel({}, task=\"text-generation\", attn_implementation=\"eager\", dispatch=not REMOTE)",
                 py_str(id)
             ));
         }
@@ -135,7 +148,7 @@ pub fn nnsight_script(spec: &ExperimentSpec) -> String {
             py.line("tokenizer = PreTrainedTokenizerFast(tokenizer_file=f\"{MODEL_DIR}/tokenizer.json\")");
             py.line("# In float32, as Patchbay computes, whatever the checkpoint's dtype.");
             py.line("model = TransformersModel(MODEL_DIR, task=\"text-generation\", tokenizer=tokenizer,");
-            py.line("    dtype=torch.float32, dispatch=True)");
+            py.line("    dtype=torch.float32, attn_implementation=\"eager\", dispatch=True)");
         }
     }
     py.line("tok = model.tokenizer");
@@ -151,6 +164,9 @@ pub fn nnsight_script(spec: &ExperimentSpec) -> String {
     py.line("c = model.config");
     py.line("n_layers, n_heads, d_vocab, d_model = c.n_layer, c.n_head, c.vocab_size, c.n_embd");
     py.line("d_head = d_model // n_heads");
+    if spec.target.component == Component::Pattern {
+        py.line("assert not REMOTE, \"patterns are patched inside eager attention, which NDIF may not run: run locally\"");
+    }
     if matches!(spec.corruption, Corruption::Gn(_)) {
         py.line("assert not REMOTE, \"the noise's scale reads W_E here: run Gaussian noise locally\"");
         py.line("W_E = model.transformer.wte.weight");
@@ -186,8 +202,17 @@ pub fn nnsight_script(spec: &ExperimentSpec) -> String {
     let heads = target.component.has_heads();
     let each_pos = target.positions == Choice::Each;
     // The cell's index into an activation, and the grid's axes after (site,) layer.
+    let pattern = target.component == Component::Pattern;
     let (at, cell, loops, axes): (&str, &str, &[&str], &str) = match (heads, each_pos) {
         (false, _) => ("[:, pos]", "pos", &["for pos in range(n_pos):"], "n_pos"),
+        // TransformerLens's pattern axes: layer, head, destination position.
+        (true, true) if pattern => (
+            "[:, head, pos]",
+            "head, pos",
+            &["for head in range(n_heads):", "    for pos in range(n_pos):"],
+            "n_heads, n_pos",
+        ),
+        (true, false) if pattern => ("[:, head]", "head", &["for head in range(n_heads):"], "n_heads"),
         (true, true) => (
             "[:, pos, heads(head)]",
             "pos, head",
@@ -201,7 +226,7 @@ pub fn nnsight_script(spec: &ExperimentSpec) -> String {
             "n_heads",
         ),
     };
-    if heads {
+    if heads && !pattern {
         py.line(&format!(
             "def heads(head, part={}):  # a head's columns of z, or of q, k or v (part 0, 1, 2)",
             sites[0].part
@@ -304,8 +329,13 @@ mod tests {
         let py = nnsight_script(&spec);
         assert!(py.contains("MODEL_DIR = \"models/mine\"") && py.contains("REMOTE = False"));
         assert!(py.contains("NDIF hosts Hub models only"));
-        // Attention patterns are not a module's input or output: the script says so.
+        // Attention patterns are reached through `.source`, locally.
         spec.target.component = Component::Pattern;
+        let py = nnsight_script(&spec);
+        assert!(py.contains("nn_functional_softmax_0.output[:, head, pos] = src[:, head, pos]"));
+        assert!(py.contains("assert not REMOTE"));
+        // Path patching has no get_act_patch_* sweep: the script says so.
+        spec.target.component = Component::Path;
         assert!(nnsight_script(&spec).contains("grid = None"));
     }
 }

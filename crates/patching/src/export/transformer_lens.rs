@@ -76,7 +76,6 @@ pub fn transformer_lens4_script(spec: &ExperimentSpec) -> String {
             py.line("model = TransformerBridge.boot_transformers(MODEL_DIR)");
         }
     }
-    py.line("model.eval()");
     body(&mut py, spec);
     py.finish()
 }
