@@ -62,11 +62,12 @@ pub(crate) fn header(py: &mut Py, library: &str, install: &str, spec: &Experimen
 
 /// Where a model that the library cannot load by name came from, as the script's comment
 /// lines say it ("This experiment ran on …"; the page shows these words).
-pub(crate) fn model_origin(source: &ModelSource) -> String {
+fn model_origin(source: &ModelSource) -> String {
     match source {
         ModelSource::Hub(id) => format!("the Hub model {id}"),
         ModelSource::Url(url) => format!("the model at {url}"),
-        ModelSource::Local(file) => format!("the local folder {file}"),
+        ModelSource::Local(file) if file.ends_with(".safetensors") => format!("the local file {file}"),
+        ModelSource::Local(dir) => format!("the local folder {dir}"),
         ModelSource::Embedded(name) => {
             format!("{name}, the model that ships with Patchbay (models/{name} in its repository)")
         }

@@ -220,5 +220,10 @@ mod tests {
         let py = transformer_lens4_script(&spec);
         assert!(py.contains("MODEL_DIR = \"models/mine\""));
         assert!(py.contains("boot_transformers(MODEL_DIR)"));
+        // The page's local model is a file: the user puts it in a folder.
+        spec.model = ModelSource::Local("mine.safetensors".into());
+        let py = transformer_lens4_script(&spec);
+        assert!(py.contains("ran on the local file mine.safetensors"));
+        assert!(py.contains("MODEL_DIR = \"path/to/model\""));
     }
 }
