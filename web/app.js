@@ -601,12 +601,15 @@ async function exportAs(kind) {
       return download('patchbay-results.json', new Blob([JSON.stringify(results, null, 2)], { type: 'application/json' }));
     case 'spec':
       return download('patchbay-spec.json', new Blob([spec], { type: 'application/json' }));
-    case 'python': {
+    case 'python':
+    case 'python-tl4':
+    case 'python-nnsight': {
       // The script of the prepared spec: a generated dataset's prompts written out.
-      const { script, named, note } = await worker.call('script', { spec });
+      const to = { python: 'tl3', 'python-tl4': 'tl4', 'python-nnsight': 'nnsight' }[kind];
+      const { script, named, note } = await worker.call('script', { spec, to });
       state.script = { named, note };
-      if (!named) say($('#export-status'), `TransformerLens cannot load this model by name. ${note}`);
-      return download('patchbay_experiment.py', new Blob([script], { type: 'text/x-python' }));
+      if (!named) say($('#export-status'), `The script cannot load this model by name. ${note}`);
+      return download(`patchbay_experiment_${to}.py`, new Blob([script], { type: 'text/x-python' }));
     }
   }
 }

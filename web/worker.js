@@ -267,7 +267,7 @@ const commands = {
   async headPatterns({ spec, cell, layer, head }) {
     return JSON.parse(await requireSession().headPatterns(spec, cell, layer, head));
   },
-  script: async ({ spec }) => JSON.parse(await requireSession().transformerLensScript(spec)),
+  script: async ({ spec, to }) => JSON.parse(await requireSession().exportScript(spec, to)),
   // Results on show: `classes` asks for the loaded model's known head classes to be outlined.
   show({ slot, results, classes }) {
     const known = classes && session ? session.classes() : undefined;

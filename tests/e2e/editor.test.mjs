@@ -275,10 +275,10 @@ test('a 100-prompt dataset warns before a long CPU run; a dataset\'s head opens 
     const download = page.waitForEvent('download');
     await page.locator('[data-export="python"]').click();
     const script = readFileSync(await (await download).path(), 'utf8');
-    const clean = script.split('\n').find((l) => l.startsWith('clean = model.to_tokens('));
+    const clean = script.split('\n').find((l) => l.startsWith('clean = tokens('));
     assert.equal((clean.match(/"When /g) ?? []).length, 4, clean);
     assert.match(script, /MODEL_DIR = /);
-    assert.match(await page.locator('#export-status').textContent(), /TransformerLens cannot load this model by name\. This experiment ran on patchbay-ioi/);
+    assert.match(await page.locator('#export-status').textContent(), /cannot load this model by name\. This experiment ran on patchbay-ioi/);
 
     // A new run resets the text under the pointer; hovering again describes the new grid.
     await page.locator('#component').selectOption('mlp_out');
