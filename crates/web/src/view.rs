@@ -120,6 +120,7 @@ impl Shown {
             "detected_heading": r.detection_heading(),
             "detected": detected,
             "denominator_warning": r.small_denominator_warning(),
+            "attribution": r.attribution_text(),
             "spec": r.spec.to_json(),
         })
         .to_string()
