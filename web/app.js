@@ -276,7 +276,7 @@ function showModelNote() {
 }
 
 function setRunnable(on) {
-  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run']) $(id).disabled = !on || Boolean(state.running);
+  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run', '#lens-run']) $(id).disabled = !on || Boolean(state.running);
 }
 
 // ---------------------------------------------------------------- predictions
@@ -494,6 +494,31 @@ async function inspect({ spec, cell, at, patch }) {
   }
 }
 
+// ---------------------------------------------------------------- logit lens and DLA
+
+/** Runs the logit lens and DLA of the editor's experiment; its views come from the core. */
+async function runLens() {
+  say($('#lens-error'), '');
+  if (!state.model) throw new Error('Load a model first (above).');
+  if (!sameModel(editor.spec.model, state.model.source)) throw new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded.`);
+  const spec = await editor.canonical();
+  state.lensShown = null;
+  state.lens = await runInWorker('lens', { spec }, 'logit lens');
+  $('#lens').hidden = false;
+  $('#lens-view').replaceChildren(...state.lens.views.map((v) => el('option', { text: v.label, attrs: { value: v.key } })));
+  await drawLens();
+}
+
+let lensMap = null;
+
+async function drawLens() {
+  const view = state.lens.views.find((v) => v.key === $('#lens-view').value);
+  const { HeatmapView } = await import('./heatmap-view.js');
+  lensMap ??= new HeatmapView($('#lens-map'), worker);
+  await lensMap.show({ grid: view.grid, axes: view.axes, title: view.title, label: view.value_label, limit: view.limit });
+  state.lensShown = view.key;
+}
+
 // ---------------------------------------------------------------- method sensitivity
 
 async function runSensitivity() {
@@ -666,7 +691,7 @@ function lessonHash(index, present = document.body.classList.contains('present')
   return `#lesson=${index + 1}${present ? '&present=1' : ''}`;
 }
 
-/** Shows lesson `index` and runs its experiment (and its comparison). */
+/** Shows lesson `index` and runs its experiment (and its comparison, or its logit lens and DLA). */
 async function showLesson(index) {
   lesson = index;
   const step = LESSONS[index];
@@ -696,7 +721,15 @@ async function showLesson(index) {
     state.comparison = await compareView.compare(editor.spec, step.compare.kind ?? step.compare);
     $('#compare-panel').scrollIntoView({ block: 'nearest' });
   }
-  state.lesson = { index, results: state.results, comparison: state.comparison };
+  state.lens = null;
+  $('#lens').hidden = true;
+  if (step.lens) {
+    await runLens();
+    $('#lens-view').value = step.lens;
+    await drawLens();
+    $('#lens-panel').scrollIntoView({ block: 'nearest' });
+  }
+  state.lesson = { index, results: state.results, comparison: state.comparison, lens: state.lens };
 }
 
 function lessonKeys(event) {
@@ -743,6 +776,12 @@ function wire() {
       if (error.message !== 'the run was cancelled') showError($('#compare-error'), error);
     }
   });
+  $('#lens-run').addEventListener('click', () =>
+    runLens().catch((error) => {
+      if (error.message !== 'the run was cancelled') showError($('#lens-error'), error);
+    }),
+  );
+  $('#lens-view').addEventListener('change', () => drawLens().catch((e) => showError($('#lens-error'), e)));
   $('#sensitivity-run').addEventListener('click', () =>
     runSensitivity().catch((error) => {
       if (error.message !== 'the run was cancelled') showError($('#sensitivity-error'), error);

@@ -1,7 +1,7 @@
 // The experiment editor. Its truth is a spec (held here), not the form: `fromSpec` holds a spec
 // and shows it in the controls, and each control writes its own field into the held spec, so
 // that a spec the form cannot fully show (a list of heads, receiver heads, σ texts, a detection
-// value or a window size the menus lack, attribution, extra prompts) runs exactly as written;
+// value or a window size the menus lack, extra prompts) runs exactly as written;
 // what a control cannot show is shown read-only beside it, with a way to clear it. The menus
 // come from the core's catalog. The editor shows the prompts as token chips, aligns the
 // corrupted prompt with the clean one, lets GN positions be picked on the tokens, checks the
@@ -134,6 +134,7 @@ export class Editor {
       '#answer-set': (e) => setOptional(this.pair(), 'answer_set', e.value.split('|').filter((t) => t !== '')),
       '#counter-set': (e) => setOptional(this.pair(), 'counter_set', e.value.split('|').filter((t) => t !== '')),
       '#bos': (e) => (s().prepend_bos = e.checked),
+      '#attribution': (e) => (s().attribution = e.checked),
       '#metric': (e) => (s().metric.kind = e.value),
       '#normalized': (e) => (s().metric.normalized = e.checked),
       '#normalize': (e) => (s().metric.normalize = e.value),
@@ -323,6 +324,7 @@ export class Editor {
     // A generated dataset replaces the pair: its fields are read-only while it does.
     for (const id of ['#clean', '#corrupted', '#answer', '#counter', '#answer-set', '#counter-set']) $(id).disabled = Boolean(d);
     set('#bos', 'checked', s.prepend_bos !== false);
+    set('#attribution', 'checked', Boolean(s.attribution));
     const gn = this.gn();
     for (const radio of document.querySelectorAll('input[name="corruption"]')) radio.checked = radio.value === s.corruption.method;
     if (gn) {
@@ -398,6 +400,8 @@ export class Editor {
     $('#position-list').hidden = !c.positions || $('#positions').value !== 'these';
     $('#heads-row').hidden = !c.heads;
     $('#receivers-row').hidden = s.target.component !== 'path';
+    // Shown where the core computes it, and wherever a link turned it on (to turn it off).
+    $('#attribution-row').hidden = !(this.catalog.attribution && c.attribution) && !s.attribution;
     // How prompts' normalized effects are combined matters only with more than one prompt.
     $('#normalize-row').hidden = !this.manyPrompts() || s.metric.normalized === false;
     $('#normalize-formulas').hidden = $('#normalize-row').hidden;
@@ -421,7 +425,7 @@ export class Editor {
     const t = s.target;
     const c = this.component();
     const src = this.source;
-    const notes = { '#kept-prompts': [], '#kept-detect': [], '#kept-answers': [], '#kept-corruption': [], '#kept-method': [], '#kept-target': [], '#kept-attribution': [] };
+    const notes = { '#kept-prompts': [], '#kept-detect': [], '#kept-answers': [], '#kept-corruption': [], '#kept-method': [], '#kept-target': [] };
     const add = (slot, text, clear, label = 'Clear') => notes[slot].push({ text, clear, label });
     const n = s.prompts.length;
     if (!d && n > 1) {
@@ -472,12 +476,6 @@ export class Editor {
     }
     if (t.component !== 'path' && t.receivers !== undefined) {
       add('#kept-target', `Receivers${src}: only path patching has them.`, () => delete t.receivers);
-    }
-    if (s.attribution) {
-      const text = this.catalog.attribution
-        ? `Attribution patching runs too${src}.`
-        : `Attribution patching is on${src}, which this page cannot compute (it needs autodiff, which the browser build leaves out; the patchbay CLI has it): the run stops with an error.`;
-      add('#kept-attribution', text, () => (s.attribution = false), 'Turn it off');
     }
     for (const [slot, items] of Object.entries(notes)) {
       const box = $(slot);

@@ -45,6 +45,7 @@ export class ResultsView {
     $('#results-title').textContent = summary.title;
     say($('#results-source'), source);
     say($('#results-warning'), summary.denominator_warning);
+    say($('#results-attribution'), summary.attribution);
     this.showBaselines();
     $('#view').replaceChildren(...summary.views.map((v) => el('option', { text: v.label, attrs: { value: v.key } })));
     const slice = summary.slice;

@@ -187,6 +187,24 @@ function requireSession() {
   return session;
 }
 
+/** Runs a long command of the session (`start(progress)` resolves to JSON), one at a time, with progress and Cancel. */
+async function longRun(start) {
+  requireSession();
+  if (running) throw new Error('An experiment is already running.');
+  running = { cancelled: false };
+  const started = performance.now();
+  try {
+    const progress = (done, total, stage) => {
+      self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
+      // Yield to the event loop so that a Cancel message can arrive, then answer.
+      return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
+    };
+    return JSON.parse(await start(progress));
+  } finally {
+    running = null;
+  }
+}
+
 const commands = {
   async init({ useGpu, bindingCap }) {
     let adapter = null;
@@ -244,21 +262,8 @@ const commands = {
       running = null;
     }
   },
-  async sensitivity({ spec, choices }) {
-    const model = requireSession();
-    if (running) throw new Error('An experiment is already running.');
-    running = { cancelled: false };
-    const started = performance.now();
-    try {
-      const progress = (done, total, stage) => {
-        self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
-        return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
-      };
-      return JSON.parse(await model.sensitivity(spec, JSON.stringify(choices), progress));
-    } finally {
-      running = null;
-    }
-  },
+  sensitivity: ({ spec, choices }) => longRun((progress) => requireSession().sensitivity(spec, JSON.stringify(choices), progress)),
+  lens: ({ spec }) => longRun((progress) => requireSession().lens(spec, progress)),
   classes: () => JSON.parse(requireSession().classes()),
   cancel() {
     if (running) running.cancelled = true;

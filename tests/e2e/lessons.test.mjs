@@ -74,6 +74,13 @@ const CLAIMS = [
     assert.ok(head(s2.grid, 2, 0) < 0.2 && head(s2.grid, 2, 1) < 0.2, 'neither under S2');
     for (const g of [s2.grid, s1io.grid]) assert.ok(head(g, 0, 0) > 0.5 && head(g, 1, 0) > 0.3);
   },
+  ({ results, lens }) => {
+    const dla = lens.results.clean.dla_heads;
+    assert.ok(Math.abs(lens.results.clean.logit_diff - 14.1) < 0.1, `clean logit difference ${lens.results.clean.logit_diff}`);
+    assert.ok(Math.abs(head(dla, 1, 0) - 5.0) < 0.1 && Math.abs(head(dla, 1, 1) - 4.9) < 0.1, `1.0 ${head(dla, 1, 0)}, 1.1 ${head(dla, 1, 1)} directly`);
+    assert.ok(Math.abs(head(dla, 0, 0) - 0.3) < 0.1, `0.0 writes ${head(dla, 0, 0)} directly`);
+    assert.ok(head(results.grid, 0, 0) > 0.9, 'patching ranks 0.0 first');
+  },
 ];
 
 test('with the network blocked, the page opens on a heatmap of the embedded model', async () => {

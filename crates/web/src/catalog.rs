@@ -41,6 +41,8 @@ struct ComponentInfo {
     /// Whether the component's patches choose heads.
     heads: bool,
     takes_window: bool,
+    /// Whether attribution patching can run beside the exact grid.
+    attribution: bool,
 }
 
 #[derive(Serialize)]
@@ -89,6 +91,7 @@ pub fn catalog() -> String {
             positions: c != Component::Path,
             heads: c.has_heads() && c != Component::Path,
             takes_window: c.takes_window(),
+            attribution: c.has_attribution(),
         })
         .collect();
     let sigma = Detect::default();

@@ -1,5 +1,5 @@
-//! Experiments in the page: checking a spec as the user edits it, running it with progress and
-//! cancellation, and looking inside one patch. Errors reach JavaScript as `Error` objects with a
+//! Experiments in the page: checking a spec as the user edits it, running it (or its logit lens
+//! and direct logit attribution) with progress and cancellation, and looking inside one patch. Errors reach JavaScript as `Error` objects with a
 //! `field` naming the control at fault.
 
 use js_sys::{Function, Promise, Reflect};
@@ -7,6 +7,7 @@ use patchbay_model::{Hooks, LogitsAt, read_f32};
 use patchbay_patching::analysis::sensitivity::{self, Choices};
 use patchbay_patching::experiment::run_prepared;
 use patchbay_patching::export::Library;
+use patchbay_patching::lens::run_prepared_lens;
 use patchbay_patching::prepare::{CPU_WARNING_SECONDS, RunSize};
 use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare};
 use serde::Serialize;
@@ -208,6 +209,30 @@ impl Session {
             "note": note,
         })
         .to_string())
+    }
+
+    /// The logit lens and direct logit attribution of the spec's clean and corrupted runs, with
+    /// progress as for `run`. Resolves to JSON `{results, views}`: lens.json as the CLI writes
+    /// it, and each of its views with its grid, axes, label, title and colour limit.
+    pub async fn lens(&self, spec_json: String, progress: Function) -> Result<String, JsValue> {
+        let spec = parse(&spec_json)?;
+        let mut observer = JsObserver(progress);
+        stage(&mut observer, "preparing the prompts").await?;
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
+            .await
+            .map_err(field_error)?;
+        let options = RunOptions {
+            budget: self.budget(),
+            ..RunOptions::default()
+        };
+        let results = run_prepared_lens(&self.model, &spec, &prepared, &options, &mut observer)
+            .await
+            .map_err(field_error)?;
+        serde_json::to_string(&serde_json::json!({
+            "results": &results,
+            "views": results.views(),
+        }))
+        .map_err(|e| JsError::new(&e.to_string()).into())
     }
 
     /// The spec's dataset under every combination of `choices` (JSON of

@@ -147,6 +147,7 @@ impl Shown {
                 "label": format!("Grey out the cells that are not {}", s.rule),
                 "summary": s.summary,
             })),
+            "attribution": r.attribution_text(),
             "spec": r.spec.to_json(),
         })
         .to_string()

@@ -872,6 +872,37 @@ impl Results {
         ))
     }
 
+    /// Attribution patching set against the exact grid, when it ran: how alike they rank the
+    /// cells, and where they differ most. `None` otherwise.
+    pub fn attribution_text(&self) -> Option<String> {
+        let a = self.attribution.as_ref()?;
+        let rho = a
+            .spearman
+            .map_or("undefined (a constant grid)".to_string(), |r| format!("{r:.3}"));
+        let largest = a
+            .grid
+            .values
+            .iter()
+            .zip(&self.grid.values)
+            .enumerate()
+            .filter(|(_, (x, y))| x.is_finite() && y.is_finite())
+            .map(|(cell, (x, y))| (cell, (x - y).abs()))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let mut text = format!(
+            "Attribution patching (one backward pass: the gradient's first-order estimate of each \
+             patch) ranks the cells as exact patching does with Spearman's ρ = {rho}"
+        );
+        if let Some((cell, diff)) = largest {
+            text.push_str(&format!(
+                "; they differ most at {} ({} apart)",
+                self.describe_cell(cell),
+                precision(diff, 3)
+            ));
+        }
+        text.push('.');
+        Some(text)
+    }
+
     /// The heading of the detected components: "Components over 2σ from the mean (3)".
     pub fn detection_heading(&self) -> String {
         format!(
