@@ -919,7 +919,22 @@ window.patchbayApi = {
   catalog: () => catalog,
 };
 
+/**
+ * After one visit the page, its lessons and the shipped models work offline (sw.js). Where
+ * service workers are unavailable or blocked, the page works online as before.
+ */
+function installOffline() {
+  navigator.serviceWorker
+    ?.register('./sw.js')
+    .then(() => navigator.serviceWorker.ready)
+    .then(() => {
+      state.offline = true;
+    })
+    .catch(() => {});
+}
+
 async function main() {
+  installOffline();
   catalog = await worker.call('catalog');
   editor = new Editor(worker, catalog, { onChange: (check) => onSpecChecked(check), model: { embedded: EMBEDDED } });
   compareView = new CompareView(worker, (spec, label) => runSpec(spec, label), catalog);
