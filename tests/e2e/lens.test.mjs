@@ -54,7 +54,7 @@ test('the logit lens and DLA in the page equal `patchbay lens`, and every view i
       await page.locator('#lens-run').click();
       await page.waitForFunction((n) => window.patchbay.runs > n && !window.patchbay.running && window.patchbay.lensShown, runs, { timeout: 300_000 });
       const { results, views } = await page.evaluate(() => window.patchbay.lens);
-      assert.equal(JSON.stringify(results.spec), JSON.stringify(JSON.parse(await page.evaluate(() => window.patchbayApi.editor()))), 'the editor\'s experiment');
+      assert.deepEqual(results.spec, JSON.parse(await page.evaluate(() => window.patchbayApi.editor())), 'the editor\'s experiment');
       const reference = cliLens(results.spec);
       for (const run of ['clean', 'corrupted', 'difference']) {
         const diff = maxDiff(results[run], reference[run], run);
