@@ -381,6 +381,15 @@ function sizeText(size) {
   );
 }
 
+/** Throws (at the Run control) unless the model the editor's experiment names is loaded. */
+function requireModel() {
+  if (!state.model) throw Object.assign(new Error('Load a model first (above).'), { field: 'run' });
+  if (!sameModel(editor.spec.model, state.model.source)) {
+    showModelNote();
+    throw Object.assign(new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded: ${$('#kept-model').textContent}`), { field: 'run' });
+  }
+}
+
 /** Runs the editor's experiment; unless `confirmed`, a long run on the CPU asks first. */
 async function runExperiment(confirmed = false) {
   clearErrors();
@@ -388,11 +397,7 @@ async function runExperiment(confirmed = false) {
   $('#cpu-confirm').hidden = true;
   try {
     const spec = await editor.canonical();
-    if (!state.model) throw Object.assign(new Error('Load a model first (above).'), { field: 'run' });
-    if (!sameModel(editor.spec.model, state.model.source)) {
-      showModelNote();
-      throw Object.assign(new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded: ${$('#kept-model').textContent}`), { field: 'run' });
-    }
+    requireModel();
     if (!confirmed && state.backend.kind === 'cpu') {
       const size = await worker.call('size', { spec });
       state.size = size;
@@ -499,8 +504,7 @@ async function inspect({ spec, cell, at, patch }) {
 /** Runs the logit lens and DLA of the editor's experiment; its views come from the core. */
 async function runLens() {
   say($('#lens-error'), '');
-  if (!state.model) throw new Error('Load a model first (above).');
-  if (!sameModel(editor.spec.model, state.model.source)) throw new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded.`);
+  requireModel();
   const spec = await editor.canonical();
   state.lensShown = null;
   state.lens = await runInWorker('lens', { spec }, 'logit lens');
