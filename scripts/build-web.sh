@@ -25,7 +25,7 @@ rm -rf dist
 mkdir -p dist/models
 cp -r "$pkg" dist/pkg
 rm dist/pkg/stamp
-cp index.html dist/
+cp index.html manifest.webmanifest dist/
 cp -r web dist/web
 # The models that ship with the app: the trained patchbay-ioi (the default) and the random test
 # fixture; and GPT-2's tokenizer, for checkpoints that come without one.
@@ -33,6 +33,12 @@ mkdir -p dist/models/patchbay-ioi
 cp models/patchbay-ioi/{config.json,model.safetensors,tokenizer.json,circuits.json} dist/models/patchbay-ioi/
 cp -r tests/fixtures/models/tiny dist/models/tiny
 cp tests/fixtures/models/tiny/tokenizer.json dist/models/gpt2-tokenizer.json
+# The service worker precaches every file of the build (and the page's own address), under a
+# version that is the hash of them all: after one visit the page works offline.
+files=$(cd dist && find . -type f | sort | sed 's|^\./||')
+version=$(cd dist && echo "$files" | xargs sha256sum | sha256sum | cut -c1-16)
+list=$( (echo './'; echo "$files") | sed 's/.*/"&"/' | paste -sd, -)
+sed "s|^const PRECACHE = .*|const PRECACHE = { version: '$version', files: [$list] };|" sw.js > dist/sw.js
 
 raw=$(stat -c %s dist/pkg/patchbay_web_bg.wasm)
 gz=$(gzip -9 -c dist/pkg/patchbay_web_bg.wasm | wc -c)

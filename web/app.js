@@ -35,6 +35,11 @@ const state = {
   prediction: null,
   results: null,
   resultsSpec: null,
+  /** The backend the results shown were computed on here (null for a link's results). */
+  resultsBackend: null,
+  /** A link's grid digest, `{ spec, digest }` (canonical spec text and digest JSON text). */
+  linkDigest: null,
+  reproduction: null,
   running: false,
   errors: [],
   runs: 0,
@@ -271,7 +276,7 @@ function showModelNote() {
 }
 
 function setRunnable(on) {
-  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run']) $(id).disabled = !on || Boolean(state.running);
+  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run', '#lens-run']) $(id).disabled = !on || Boolean(state.running);
 }
 
 // ---------------------------------------------------------------- predictions
@@ -376,6 +381,15 @@ function sizeText(size) {
   );
 }
 
+/** Throws (at the Run control) unless the model the editor's experiment names is loaded. */
+function requireModel() {
+  if (!state.model) throw Object.assign(new Error('Load a model first (above).'), { field: 'run' });
+  if (!sameModel(editor.spec.model, state.model.source)) {
+    showModelNote();
+    throw Object.assign(new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded: ${$('#kept-model').textContent}`), { field: 'run' });
+  }
+}
+
 /** Runs the editor's experiment; unless `confirmed`, a long run on the CPU asks first. */
 async function runExperiment(confirmed = false) {
   clearErrors();
@@ -383,11 +397,7 @@ async function runExperiment(confirmed = false) {
   $('#cpu-confirm').hidden = true;
   try {
     const spec = await editor.canonical();
-    if (!state.model) throw Object.assign(new Error('Load a model first (above).'), { field: 'run' });
-    if (!sameModel(editor.spec.model, state.model.source)) {
-      showModelNote();
-      throw Object.assign(new Error(`This experiment names ${modelName(editor.spec.model)}, which is not loaded: ${$('#kept-model').textContent}`), { field: 'run' });
-    }
+    requireModel();
     if (!confirmed && state.backend.kind === 'cpu') {
       const size = await worker.call('size', { spec });
       state.size = size;
@@ -403,14 +413,39 @@ async function runExperiment(confirmed = false) {
       mark('results');
       state.results = results;
       state.resultsSpec = spec;
+      state.resultsBackend = state.backend.description;
       $('#share').disabled = false;
       await resultsView.show(results, { classes: true });
+      await showReproduction(spec);
     });
   } catch (error) {
     if (error.message !== 'the run was cancelled') {
       showFieldError(error);
       state.errors.push(error.message);
     }
+  }
+}
+
+/**
+ * After a run of a link's experiment that carries a grid digest: whether the run reproduced the
+ * link's grid, in the core's words, naming both backends.
+ */
+async function showReproduction(spec) {
+  const box = $('#reproduction');
+  box.classList.remove('differs');
+  state.reproduction = null;
+  const linked = state.linkDigest;
+  if (!linked || linked.spec !== spec) {
+    say(box, '');
+    return;
+  }
+  try {
+    state.reproduction = await worker.call('reproduce', { slot: 'main', digest: linked.digest, backend: state.backend.description });
+    say(box, state.reproduction.summary);
+    box.classList.toggle('differs', state.reproduction.differing > 0);
+  } catch (error) {
+    say(box, `This run cannot be checked against the link's grid: ${error.message}`);
+    state.errors.push(error.message);
   }
 }
 
@@ -464,6 +499,30 @@ async function inspect({ spec, cell, at, patch }) {
   }
 }
 
+// ---------------------------------------------------------------- logit lens and DLA
+
+/** Runs the logit lens and DLA of the editor's experiment; its views come from the core. */
+async function runLens() {
+  say($('#lens-error'), '');
+  requireModel();
+  const spec = await editor.canonical();
+  state.lensShown = null;
+  state.lens = await runInWorker('lens', { spec }, 'logit lens');
+  $('#lens').hidden = false;
+  $('#lens-view').replaceChildren(...state.lens.views.map((v) => el('option', { text: v.label, attrs: { value: v.key } })));
+  await drawLens();
+}
+
+let lensMap = null;
+
+async function drawLens() {
+  const view = state.lens.views.find((v) => v.key === $('#lens-view').value);
+  const { HeatmapView } = await import('./heatmap-view.js');
+  lensMap ??= new HeatmapView($('#lens-map'), worker);
+  await lensMap.show({ grid: view.grid, axes: view.axes, title: view.title, label: view.value_label, limit: view.limit });
+  state.lensShown = view.key;
+}
+
 // ---------------------------------------------------------------- method sensitivity
 
 async function runSensitivity() {
@@ -513,6 +572,7 @@ async function runSensitivity() {
   } else {
     $('#class-table-note').textContent = 'No known head classes for this model and target (Table 1 needs a layer × head grid of GPT-2 small or patchbay-ioi).';
   }
+  showStability(result);
   const axes = [
     { name: 'setting', labels },
     { name: 'setting', labels },
@@ -521,6 +581,25 @@ async function runSensitivity() {
   await new HeatmapView($('#jaccard'), worker).show({ grid: result.jaccard, axes, title: 'Jaccard of detected sets', label: 'Jaccard', limit: 1 });
   const rho = result.spearman.map((row) => row.map((v) => (v === null ? NaN : v)));
   await new HeatmapView($('#spearman'), worker).show({ grid: rho, axes, title: 'Spearman of grids', label: 'rho', limit: 1 });
+}
+
+/** How stable each setting's detected set is across seeds (the core's words), with two seeds or more. */
+function showStability(result) {
+  const rows = result.stability_view ?? [];
+  $('#stability-box').hidden = rows.length === 0;
+  $('#stability-note').textContent = rows.length ? '' : 'Give two seeds or more to see how stable each detected set is across them.';
+  const table = $('#stability');
+  table.replaceChildren();
+  if (!rows.length) return;
+  const head = el('tr');
+  for (const h of ['setting', 'agreement across seeds', 'components detected (seeds detecting each)']) head.append(el('th', { text: h, attrs: { scope: 'col' } }));
+  table.append(head);
+  for (const row of rows) {
+    const tr = el('tr');
+    tr.append(el('th', { text: row.setting, attrs: { scope: 'row' } }), el('td', { text: row.agreement }));
+    tr.append(el('td', { text: row.components.length ? row.components.join(', ') : 'none under any seed' }));
+    table.append(tr);
+  }
 }
 
 // ---------------------------------------------------------------- exports and sharing
@@ -551,12 +630,15 @@ async function exportAs(kind) {
       return download('patchbay-results.json', new Blob([JSON.stringify(results, null, 2)], { type: 'application/json' }));
     case 'spec':
       return download('patchbay-spec.json', new Blob([spec], { type: 'application/json' }));
-    case 'python': {
+    case 'python':
+    case 'python-tl4':
+    case 'python-nnsight': {
       // The script of the prepared spec: a generated dataset's prompts written out.
-      const { script, named, note } = await worker.call('script', { spec });
+      const to = { python: 'tl3', 'python-tl4': 'tl4', 'python-nnsight': 'nnsight' }[kind];
+      const { script, named, note } = await worker.call('script', { spec, to });
       state.script = { named, note };
-      if (!named) say($('#export-status'), `TransformerLens cannot load this model by name. ${note}`);
-      return download('patchbay_experiment.py', new Blob([script], { type: 'text/x-python' }));
+      if (!named) say($('#export-status'), `The script cannot load this model by name. ${note}`);
+      return download(`patchbay_experiment_${to}.py`, new Blob([script], { type: 'text/x-python' }));
     }
   }
 }
@@ -566,12 +648,16 @@ async function share() {
   const spec = await editor.canonical();
   let results = null;
   let note = '';
+  const ours = state.results && state.resultsSpec === spec;
   if ($('#share-results').checked) {
-    if (state.results && state.resultsSpec === spec) results = state.results;
+    if (ours) results = state.results;
     else note = 'The results shown are not of the experiment in the editor, so the link carries the experiment only.';
   }
-  const { url, dropped } = await makeLink(spec, results, catalog.link);
+  // A run's grid as a digest, so that whoever reruns the link sees whether it reproduced.
+  const digest = ours && state.resultsBackend ? await worker.call('digest', { slot: 'main', backend: state.resultsBackend }) : null;
+  const { url, dropped } = await makeLink(spec, results, catalog.link, digest);
   note = dropped ?? note;
+  if (digest) note = `${note} It carries a digest of the grid computed on ${state.resultsBackend}: rerunning it says whether every cell reproduced.`.trim();
   $('#share-panel').hidden = false;
   $('#share-url').value = url;
   $('#share-length').textContent = `The link is ${url.length.toLocaleString('en')} characters long.${note ? ` ${note}` : ''}`;
@@ -609,7 +695,7 @@ function lessonHash(index, present = document.body.classList.contains('present')
   return `#lesson=${index + 1}${present ? '&present=1' : ''}`;
 }
 
-/** Shows lesson `index` and runs its experiment (and its comparison). */
+/** Shows lesson `index` and runs its experiment (and its comparison, or its logit lens and DLA). */
 async function showLesson(index) {
   lesson = index;
   const step = LESSONS[index];
@@ -639,7 +725,15 @@ async function showLesson(index) {
     state.comparison = await compareView.compare(editor.spec, step.compare.kind ?? step.compare);
     $('#compare-panel').scrollIntoView({ block: 'nearest' });
   }
-  state.lesson = { index, results: state.results, comparison: state.comparison };
+  state.lens = null;
+  $('#lens').hidden = true;
+  if (step.lens) {
+    await runLens();
+    $('#lens-view').value = step.lens;
+    await drawLens();
+    $('#lens-panel').scrollIntoView({ block: 'nearest' });
+  }
+  state.lesson = { index, results: state.results, comparison: state.comparison, lens: state.lens };
 }
 
 function lessonKeys(event) {
@@ -660,10 +754,16 @@ function wire() {
   $('#load').addEventListener('click', () =>
     loadModel({ adopt: true })
       .then(() => {
-        // A share link whose model had to be loaded first runs once it is.
-        if (!state.pendingLinkRun) return;
-        state.pendingLinkRun = false;
-        return runExperiment(true);
+        // A share link whose model had to be loaded first runs once it is; on another model
+        // it says so and waits for Run.
+        const named = state.pendingLinkRun;
+        if (!named) return;
+        state.pendingLinkRun = null;
+        if (sameModel(named, state.model.source)) return runExperiment(true);
+        say(
+          $('#link-status'),
+          `This link was made on ${modelName(named)}; the page has ${modelName(state.model.source)} loaded, so nothing has run. Press Run to run the link's experiment on ${modelName(state.model.source)}: its numbers will be that model's, not the link's.`,
+        );
       })
       .catch((e) => showError($('#model-error'), e)),
   );
@@ -680,6 +780,12 @@ function wire() {
       if (error.message !== 'the run was cancelled') showError($('#compare-error'), error);
     }
   });
+  $('#lens-run').addEventListener('click', () =>
+    runLens().catch((error) => {
+      if (error.message !== 'the run was cancelled') showError($('#lens-error'), error);
+    }),
+  );
+  $('#lens-view').addEventListener('change', () => drawLens().catch((e) => showError($('#lens-error'), e)));
   $('#sensitivity-run').addEventListener('click', () =>
     runSensitivity().catch((error) => {
       if (error.message !== 'the run was cancelled') showError($('#sensitivity-error'), error);
@@ -720,8 +826,17 @@ async function readCurrentLink() {
   }
   if (!link) return null;
   if (link.resultsError) showError($('#link-error'), new Error(`${link.resultsError.message} The experiment opens without them.`));
+  let digest = null;
+  if (link.digestError) showError($('#link-error'), new Error(`This link's grid digest cannot be read (${link.digestError.message}); the experiment opens and runs without the check.`));
+  else if (link.digest) {
+    try {
+      digest = { digest: link.digest, note: await worker.call('checkDigest', { digest: link.digest }) };
+    } catch (error) {
+      showError($('#link-error'), new Error(`This link's grid digest cannot be read (${error.message}); the experiment opens and runs without the check.`));
+    }
+  }
   try {
-    return { spec: await worker.call('parseSpec', { spec: link.spec }), results: link.results };
+    return { spec: await worker.call('parseSpec', { spec: link.spec }), results: link.results, digest };
   } catch (error) {
     showError($('#link-error'), new Error(`This link's experiment cannot be opened: ${error.message}`));
     return null;
@@ -740,11 +855,16 @@ async function openLink({ startup = false } = {}) {
   if (!link) return false;
   await stopRun();
   state.links += 1;
+  state.linkDigest = link.digest && { spec: link.spec, digest: link.digest.digest };
+  state.reproduction = null;
+  say($('#reproduction'), link.digest?.note ?? '');
+  $('#reproduction').classList.remove('differs');
   let withResults = false;
   if (link.results) {
     try {
       await resultsView.show(link.results, { source: 'These results came with the link; run the experiment to reproduce them.' });
       state.results = link.results;
+      state.resultsBackend = null;
       state.resultsSpec = resultsView.summary.spec;
       $('#share').disabled = false;
       withResults = true;
@@ -756,13 +876,16 @@ async function openLink({ startup = false } = {}) {
   editor.fromSpec(spec, ' (from the link)');
   const model = spec.model;
   const how = loadable(model);
+  state.pendingLinkRun = null;
   if (sameModel(model, state.model?.source)) {
     showModelNote();
     if (!withResults) await runExperiment(true);
     return true;
   }
+  // Said before anything runs: a link's numbers are its model's, not the loaded one's.
+  const other = state.model ? `This link was made on ${modelName(model)}; the page has ${modelName(state.model.source)} loaded. ` : '';
   if (!how) {
-    say($('#link-status'), `This link's experiment runs on ${modelName(model)}, which this page cannot load, so nothing has run. Load a model above to run it there instead.`);
+    say($('#link-status'), `${other}This link's experiment runs on ${modelName(model)}, which this page cannot load, so nothing has run. Load a model above to run it there instead.`);
     showModelNote();
     return true;
   }
@@ -780,9 +903,10 @@ async function openLink({ startup = false } = {}) {
     url: 'This link loads its model from a URL: press Load to fetch it.',
     file: `This link used a local file (${model.local}): choose it above to run the experiment.`,
   }[how.radio];
-  say($('#link-status'), line);
+  say($('#link-status'), `${other}${line}`);
   showModelNote();
-  state.pendingLinkRun = !withResults;
+  // Run once its model is loaded: the link's model, not another one loaded instead.
+  state.pendingLinkRun = withResults ? null : model;
   return true;
 }
 
@@ -795,11 +919,26 @@ function setEmbedded(name) {
 window.patchbayApi = {
   canonical: (text) => worker.call('parseSpec', { spec: text }),
   editor: () => editor.canonical(),
-  link: async (spec, results = null) => (await makeLink(spec, results, catalog.link)).url,
+  link: async (spec, results = null, digest = null) => (await makeLink(spec, results, catalog.link, digest)).url,
   catalog: () => catalog,
 };
 
+/**
+ * After one visit the page, its lessons and the shipped models work offline (sw.js). Where
+ * service workers are unavailable or blocked, the page works online as before.
+ */
+function installOffline() {
+  navigator.serviceWorker
+    ?.register('./sw.js')
+    .then(() => navigator.serviceWorker.ready)
+    .then(() => {
+      state.offline = true;
+    })
+    .catch(() => {});
+}
+
 async function main() {
+  installOffline();
   catalog = await worker.call('catalog');
   editor = new Editor(worker, catalog, { onChange: (check) => onSpecChecked(check), model: { embedded: EMBEDDED } });
   compareView = new CompareView(worker, (spec, label) => runSpec(spec, label), catalog);

@@ -1,7 +1,7 @@
 // The experiment editor. Its truth is a spec (held here), not the form: `fromSpec` holds a spec
 // and shows it in the controls, and each control writes its own field into the held spec, so
 // that a spec the form cannot fully show (a list of heads, receiver heads, σ texts, a detection
-// value or a window size the menus lack, attribution, extra prompts) runs exactly as written;
+// value or a window size the menus lack, extra prompts) runs exactly as written;
 // what a control cannot show is shown read-only beside it, with a way to clear it. The menus
 // come from the core's catalog. The editor shows the prompts as token chips, aligns the
 // corrupted prompt with the clean one, lets GN positions be picked on the tokens, checks the
@@ -40,6 +40,15 @@ const HELD = 'held';
 const option = (value, text) => el('option', { text, attrs: { value } });
 const quoted = (t) => `“${t}”`;
 const list = (v) => (Array.isArray(v) ? v.join(', ') : String(v));
+
+/** Whether two JSON values are equal, whatever the order of their keys. */
+function sameValue(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => sameValue(a[k], b[k]));
+}
 
 /** A template menu's value as the spec writes it: "all", or the template's index. */
 const templateFrom = (value) => (value === 'all' ? 'all' : intFrom(value));
@@ -102,6 +111,11 @@ export class Editor {
     fill('#detect', c.detect.map((d) => option(d.rule, d.label)));
     fill('#dataset-template', c.ioi_templates.map((t) => option(String(t.value), t.label)));
     fill('#normalize', c.normalize.map((x) => option(x.name, x.label)));
+    // Both normalizations' formulas, under the menu that chooses between them.
+    $('#normalize-formulas').replaceChildren(
+      ...c.normalize.map((n) => el('p', { text: `${n.label}: ${n.formula}` })),
+      el('p', { text: `where ${c.normalize_terms}.` }),
+    );
     $('#gn-scale').value = String(c.gn.scale);
     $('#gn-samples').value = String(c.gn.samples);
   }
@@ -120,6 +134,7 @@ export class Editor {
       '#answer-set': (e) => setOptional(this.pair(), 'answer_set', e.value.split('|').filter((t) => t !== '')),
       '#counter-set': (e) => setOptional(this.pair(), 'counter_set', e.value.split('|').filter((t) => t !== '')),
       '#bos': (e) => (s().prepend_bos = e.checked),
+      '#attribution': (e) => (s().attribution = e.checked),
       '#metric': (e) => (s().metric.kind = e.value),
       '#normalized': (e) => (s().metric.normalized = e.checked),
       '#normalize': (e) => (s().metric.normalize = e.value),
@@ -142,7 +157,7 @@ export class Editor {
       },
       '#detect': (e) => {
         const rule = this.catalog.detect.find((d) => d.rule === e.value);
-        if (rule) s().detect = { [rule.rule]: rule.value };
+        if (rule) s().detect = { [rule.rule]: structuredClone(rule.value) };
       },
       '#gn-scale': (e) => this.gn() && (this.gn().scale = Number(e.value)),
       '#gn-samples': (e) => this.gn() && (this.gn().samples = intFrom(e.value)),
@@ -309,6 +324,7 @@ export class Editor {
     // A generated dataset replaces the pair: its fields are read-only while it does.
     for (const id of ['#clean', '#corrupted', '#answer', '#counter', '#answer-set', '#counter-set']) $(id).disabled = Boolean(d);
     set('#bos', 'checked', s.prepend_bos !== false);
+    set('#attribution', 'checked', Boolean(s.attribution));
     const gn = this.gn();
     for (const radio of document.querySelectorAll('input[name="corruption"]')) radio.checked = radio.value === s.corruption.method;
     if (gn) {
@@ -333,7 +349,7 @@ export class Editor {
     const menuWindow = c.windows.some((w) => w.size === size);
     this.hold('#window', menuWindow ? null : `${size} layers${this.source}`, String(size));
     const detect = s.detect ?? { sigma: c.detect[0].value };
-    const rule = c.detect.find((r) => detect[r.rule] === r.value);
+    const rule = c.detect.find((r) => Object.keys(detect).length === 1 && sameValue(detect[r.rule], r.value));
     this.hold('#detect', rule ? null : '…', rule?.rule);
     if (!rule) {
       this.worker.call('describeDetect', { detect }).then((text) => {
@@ -384,8 +400,11 @@ export class Editor {
     $('#position-list').hidden = !c.positions || $('#positions').value !== 'these';
     $('#heads-row').hidden = !c.heads;
     $('#receivers-row').hidden = s.target.component !== 'path';
+    // Shown where the core computes it, and wherever a link turned it on (to turn it off).
+    $('#attribution-row').hidden = !(this.catalog.attribution && c.attribution) && !s.attribution;
     // How prompts' normalized effects are combined matters only with more than one prompt.
     $('#normalize-row').hidden = !this.manyPrompts() || s.metric.normalized === false;
+    $('#normalize-formulas').hidden = $('#normalize-row').hidden;
     $('#answer-sets').hidden = $('#answer-sets-hint').hidden = s.metric.kind !== 'prob_diff' || Boolean(d);
     $('#dataset-fields').hidden = !d;
     $('#dataset-hint').hidden = !d;
@@ -406,7 +425,7 @@ export class Editor {
     const t = s.target;
     const c = this.component();
     const src = this.source;
-    const notes = { '#kept-prompts': [], '#kept-detect': [], '#kept-answers': [], '#kept-corruption': [], '#kept-method': [], '#kept-target': [], '#kept-attribution': [] };
+    const notes = { '#kept-prompts': [], '#kept-detect': [], '#kept-answers': [], '#kept-corruption': [], '#kept-method': [], '#kept-target': [] };
     const add = (slot, text, clear, label = 'Clear') => notes[slot].push({ text, clear, label });
     const n = s.prompts.length;
     if (!d && n > 1) {
@@ -457,12 +476,6 @@ export class Editor {
     }
     if (t.component !== 'path' && t.receivers !== undefined) {
       add('#kept-target', `Receivers${src}: only path patching has them.`, () => delete t.receivers);
-    }
-    if (s.attribution) {
-      const text = this.catalog.attribution
-        ? `Attribution patching runs too${src}.`
-        : `Attribution patching is on${src}, which this page cannot compute (it needs autodiff, which the browser build leaves out; the patchbay CLI has it): the run stops with an error.`;
-      add('#kept-attribution', text, () => (s.attribution = false), 'Turn it off');
     }
     for (const [slot, items] of Object.entries(notes)) {
       const box = $(slot);

@@ -91,6 +91,19 @@ export class HeatmapView {
     this.handlers.hover?.(cell === null ? null : this.describe(cell));
   }
 
+  /** Greys out cells (flat indices), under the outlines: their colour fades toward grey. */
+  shade(cells) {
+    if (!this.base || !cells.length) return;
+    this.outline(null);
+    const ctx = this.canvas.getContext('2d');
+    ctx.fillStyle = 'rgba(200, 200, 200, 0.85)';
+    for (const cell of cells) {
+      const [x, y, w, h] = this.drawn.cells[cell];
+      ctx.fillRect(x, y, w, h);
+    }
+    this.base = ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
+  }
+
   /** Outlines cells in colours, under the focus outline: `[[cell, colour], ...]`. */
   marks(outlines) {
     if (!this.base) return;

@@ -118,4 +118,20 @@ export const LESSONS = [
       captionB: 'S1 and IO corrupted',
     },
   },
+  {
+    title: 'Direct logit attribution vs patching: direct and indirect effects',
+    text:
+      'Patching a head (the heatmap above) measures its total effect: what it writes to the logits itself, and ' +
+      'what it changes in the heads after it. Direct logit attribution (below) splits the clean run\'s final logit ' +
+      'difference into what each head and MLP writes straight into it, read through the unembedding with the ' +
+      'final LayerNorm\'s scale frozen. No patching is involved: it is one forward pass, read term by term.',
+    claim:
+      'The layer-1 heads write most of the clean logit difference directly: 1.0 about +5.0 and 1.1 about +4.9 of ' +
+      '14.1. Head 0.0, which patching ranks first (about 100%), writes only about +0.3: its effect is indirect, ' +
+      'through the heads that read what it wrote. DLA and patching agree on the layer-1 heads and disagree on 0.0.',
+    question:
+      'A study using only DLA would miss head 0.0. Which experiment would show that 0.0 matters, and through which heads?',
+    spec: base,
+    lens: 'dla_heads_clean',
+  },
 ];

@@ -28,6 +28,7 @@ export class ResultsView {
     });
     $('#view').addEventListener('change', () => this.draw());
     $('#slice').addEventListener('change', () => this.draw());
+    $('#grey-out').addEventListener('change', () => this.draw());
   }
 
   /** Shows results; `classes` outlines the loaded model's known head classes. */
@@ -44,6 +45,7 @@ export class ResultsView {
     $('#results-title').textContent = summary.title;
     say($('#results-source'), source);
     say($('#results-warning'), summary.denominator_warning);
+    say($('#results-attribution'), summary.attribution);
     this.showBaselines();
     $('#view').replaceChildren(...summary.views.map((v) => el('option', { text: v.label, attrs: { value: v.key } })));
     const slice = summary.slice;
@@ -54,6 +56,11 @@ export class ResultsView {
       $('#slice').replaceChildren(...slice.labels.map((l, i) => el('option', { text: `${i}: ${l}`, attrs: { value: String(i) } })));
       $('#slice').value = String(slice.default);
     }
+    // A dataset's grid can grey out the cells that are not significant, by the core's test.
+    const significance = summary.significance;
+    $('#grey-row').hidden = !significance;
+    $('#grey-label').textContent = significance?.label ?? '';
+    $('#grey-summary').textContent = significance?.summary ?? '';
     this.showDetected();
     await this.draw();
   }
@@ -97,9 +104,11 @@ export class ResultsView {
     $('#hover-text').textContent = this.hint;
     this.drawing = { ...drawing, key };
     await this.heatmap.paint(drawing);
+    const greyed = this.summary.significance && $('#grey-out').checked ? drawing.greyed : [];
+    this.heatmap.shade(greyed);
     this.outline(drawing);
-    const { width, height, cells } = drawing;
-    this.drawn?.({ width, height, cells, axes: drawing.axes.map((a) => a.name) });
+    const { width, height, cells, full } = drawing;
+    this.drawn?.({ width, height, cells, full, greyed, axes: drawing.axes.map((a) => a.name) });
   }
 
   /** Outlines known head classes, with a legend. */

@@ -83,10 +83,11 @@ async function unpack(text, what, cap) {
 
 /**
  * The link for the spec text `spec`, with `results` (an object) when given and within
- * `limits.results_bytes` (the core's, from the catalog): `{ url, dropped }`, where `dropped`
- * says why results asked for are not in the link.
+ * `limits.results_bytes` (the core's, from the catalog), and `digest` (the core's grid digest,
+ * JSON text) when given: `{ url, dropped }`, where `dropped` says why results asked for are not
+ * in the link.
  */
-export async function makeLink(spec, results, limits) {
+export async function makeLink(spec, results, limits, digest = null) {
   const params = new URLSearchParams();
   params.set('spec', await pack(spec));
   let dropped = null;
@@ -99,6 +100,7 @@ export async function makeLink(spec, results, limits) {
       params.set('results', await pack(text));
     }
   }
+  if (digest) params.set('digest', await pack(digest));
   const url = new URL(location.href);
   url.search = '';
   url.hash = params.toString();
@@ -106,10 +108,11 @@ export async function makeLink(spec, results, limits) {
 }
 
 /**
- * What a link carries, if anything: `{ spec, results, resultsError }`, the spec as the link's
- * JSON text (unchecked), the results as an object. Each part is inflated only up to the core's
- * limit for it (`limits`: the catalog's `link`). Damaged or oversized results do not stop the
- * spec from opening: `resultsError` says what is wrong with them.
+ * What a link carries, if anything: `{ spec, results, resultsError, digest, digestError }`, the
+ * spec and the grid digest as the link's JSON text (unchecked), the results as an object. Each
+ * part is inflated only up to the core's limit for it (`limits`: the catalog's `link`; a digest,
+ * a grid's values, no more than results). Damaged or oversized results or digests do not stop
+ * the spec from opening: `resultsError` and `digestError` say what is wrong with them.
  */
 export async function readLink(limits, hash = location.hash) {
   const params = new URLSearchParams(hash.replace(/^#/, ''));
@@ -124,7 +127,10 @@ export async function readLink(limits, hash = location.hash) {
       resultsError = error;
     }
   }
-  return { spec, results, resultsError };
+  let digest = null;
+  let digestError = null;
+  if (params.has('digest')) digest = await unpack(params.get('digest'), 'digest', limits.results_bytes).catch((error) => ((digestError = error), null));
+  return { spec, results, resultsError, digest, digestError };
 }
 
 /** Whether a URL fragment carries a link. */

@@ -187,6 +187,24 @@ function requireSession() {
   return session;
 }
 
+/** Runs a long command of the session (`start(progress)` resolves to JSON), one at a time, with progress and Cancel. */
+async function longRun(start) {
+  requireSession();
+  if (running) throw new Error('An experiment is already running.');
+  running = { cancelled: false };
+  const started = performance.now();
+  try {
+    const progress = (done, total, stage) => {
+      self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
+      // Yield to the event loop so that a Cancel message can arrive, then answer.
+      return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
+    };
+    return JSON.parse(await start(progress));
+  } finally {
+    running = null;
+  }
+}
+
 const commands = {
   async init({ useGpu, bindingCap }) {
     let adapter = null;
@@ -244,21 +262,8 @@ const commands = {
       running = null;
     }
   },
-  async sensitivity({ spec, choices }) {
-    const model = requireSession();
-    if (running) throw new Error('An experiment is already running.');
-    running = { cancelled: false };
-    const started = performance.now();
-    try {
-      const progress = (done, total, stage) => {
-        self.postMessage({ progress: { kind: 'run', done, total, stage, elapsed: performance.now() - started } });
-        return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
-      };
-      return JSON.parse(await model.sensitivity(spec, JSON.stringify(choices), progress));
-    } finally {
-      running = null;
-    }
-  },
+  sensitivity: ({ spec, choices }) => longRun((progress) => requireSession().sensitivity(spec, JSON.stringify(choices), progress)),
+  lens: ({ spec }) => longRun((progress) => requireSession().lens(spec, progress)),
   classes: () => JSON.parse(requireSession().classes()),
   cancel() {
     if (running) running.cancelled = true;
@@ -267,7 +272,7 @@ const commands = {
   async headPatterns({ spec, cell, layer, head }) {
     return JSON.parse(await requireSession().headPatterns(spec, cell, layer, head));
   },
-  script: async ({ spec }) => JSON.parse(await requireSession().transformerLensScript(spec)),
+  script: async ({ spec, to }) => JSON.parse(await requireSession().exportScript(spec, to)),
   // Results on show: `classes` asks for the loaded model's known head classes to be outlined.
   show({ slot, results, classes }) {
     const known = classes && session ? session.classes() : undefined;
@@ -281,6 +286,10 @@ const commands = {
   describe: ({ slot, cell }) => shownIn(slot).describe(cell),
   inspect: ({ slot, cell }) => JSON.parse(shownIn(slot).inspect(cell)),
   csv: ({ slot, key }) => shownIn(slot).csv(key),
+  // A link's grid digest: made from the results shown, checked when a link opens, compared after its rerun.
+  digest: ({ slot, backend }) => shownIn(slot).digest(backend),
+  checkDigest: ({ digest }) => Shown.checkDigest(digest),
+  reproduce: ({ slot, digest, backend }) => JSON.parse(shownIn(slot).reproduce(digest, backend)),
   render: ({ grid, axes, title, label, limit }) =>
     JSON.parse(renderHeatmap(JSON.stringify(grid), JSON.stringify(axes), title, label, limit)),
   compare: ({ a, b, k, captionA, captionB }) =>

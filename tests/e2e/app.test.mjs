@@ -90,6 +90,39 @@ for (const webgpu of [true, false]) {
   });
 }
 
+test('attribution patching runs in the page beside the exact grid, equal to the CLI\'s, with their rank correlation', async () => {
+  const context = await launch({ webgpu: false });
+  try {
+    const { page, problems } = await open(context, server.url);
+    await ready(page);
+    await page.locator('#preset').selectOption('ioi');
+    await page.locator('#component').selectOption('z');
+    await page.locator('#positions').selectOption('all');
+    assert.equal(await page.locator('#attribution-row').isVisible(), true);
+    await page.locator('#attribution').check();
+    const results = await run(page);
+    assert.equal(results.spec.attribution, true);
+    const reference = cli(results.spec);
+    const diff = maxDiff(results.attribution.grid, reference.attribution.grid);
+    console.log(`attribution patching: page (CPU) vs CLI max abs diff ${diff.toExponential(2)}, Spearman ${reference.attribution.spearman}`);
+    assert.ok(diff <= 1e-4, `attribution grid: ${diff}`);
+    assert.ok(maxDiff(results.grid, reference.grid) <= 1e-5);
+    const line = await page.locator('#results-attribution').textContent();
+    assert.match(line, new RegExp(`Spearman's ρ = ${reference.attribution.spearman.toFixed(3)}; they differ most at `));
+    await page.locator('#view').selectOption('attribution');
+    const box = await page.locator('#heatmap').boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.waitForFunction(() => /= .*\. Attribution patching estimates that patching/.test(document.querySelector('#hover-text').textContent));
+    // Path patching has no attribution: the control goes away.
+    await page.locator('#attribution').uncheck();
+    await page.locator('#component').selectOption('path');
+    assert.equal(await page.locator('#attribution-row').isVisible(), false);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test('a share link reopens every control and the same grid in a fresh browser; results can ride along', async () => {
   const context = await launch({ webgpu: false });
   let link;

@@ -105,8 +105,8 @@ test(`links of ${ROUND_TRIPS} random valid specs run byte-identical to the link`
     trips.forEach(({ spec, invalid, ran, errors }, i) => {
       assert.equal(invalid, null, `spec ${i} is valid: ${spec}`);
       assert.equal(ran, spec, `spec ${i} ran as written`);
-      // A run the page cannot finish says why: only attribution, which needs autodiff.
-      assert.ok(errors.every((e) => /no autodiff/.test(e)), `spec ${i}: ${spec}: ${errors.join(' | ')}`);
+      // Every valid spec runs in the page, attribution patching included.
+      assert.deepEqual(errors, [], `spec ${i}: ${spec}`);
       const s = JSON.parse(spec);
       kinds.add(`${s.target.component}/${s.corruption.method}/${s.dataset?.task ?? 'pairs'}`);
       if (s.dataset?.template === 'all' || s.prompts.length === 3) mixed += 1;
@@ -145,8 +145,8 @@ test('what the form cannot show is kept, shown read-only and clearable; unloadab
     assert.equal(await page.locator('#positions-row').isVisible(), false);
 
     // GN with σ texts, a detection value the menu lacks, answer sets under logit difference,
-    // roles, per-prompt normalization of one prompt, statistics settings, attribution: each
-    // kept, shown, clearable.
+    // roles, per-prompt normalization of one prompt, statistics settings: each kept, shown,
+    // clearable; attribution has its own control.
     const many = await variant((s) => {
       s.corruption = { method: 'gn', positions: [], scale: 3, samples: 2, sigma_texts: [' Mary', ' John'] };
       s.detect = { sigma: 1.5 };
@@ -164,7 +164,7 @@ test('what the form cannot show is kept, shown read-only and clearable; unloadab
     assert.match(await page.locator('#kept-corruption').textContent(), /σ is measured on the token embeddings of “ Mary”, “ John” \(from the link\)/);
     assert.match(await page.locator('#detect option:checked').textContent(), /over 1\.5σ from the mean \(from the link\)/);
     assert.match(await page.locator('#kept-answers').textContent(), /R = {2}Mary\| Anna and R′ = {2}John\| Tom \(from the link\): only probability difference/);
-    assert.match(await page.locator('#kept-attribution').textContent(), /which this page cannot compute \(it needs autodiff/);
+    assert.equal(await page.locator('#attribution').isChecked(), true);
     assert.match(await page.locator('#kept-prompts').textContent(), /Roles name the tokens of the prompt \(from the link\) \(the first: first second\)/);
     assert.match(await page.locator('#kept-method').textContent(), /Over the prompts: Mean of each prompt's normalized effect \(from the link\); with one prompt it changes nothing/);
     assert.equal(await page.locator('#normalize-row').isVisible(), false);
@@ -174,7 +174,7 @@ test('what the form cannot show is kept, shown read-only and clearable; unloadab
     assert.deepEqual(await page.locator('#gn-tokens button.auto').evaluateAll((b) => b.map((x) => x.title)), ['position 10']);
     await screenshot(page, 'step6-kept');
     await page.locator('#kept-corruption button').click();
-    await page.locator('#kept-attribution button').click();
+    await page.locator('#attribution').uncheck();
     await page.locator('#kept-answers button').click();
     await page.locator('#kept-prompts button').click();
     await page.locator('#kept-method button').click();
@@ -275,10 +275,10 @@ test('a 100-prompt dataset warns before a long CPU run; a dataset\'s head opens 
     const download = page.waitForEvent('download');
     await page.locator('[data-export="python"]').click();
     const script = readFileSync(await (await download).path(), 'utf8');
-    const clean = script.split('\n').find((l) => l.startsWith('clean = model.to_tokens('));
+    const clean = script.split('\n').find((l) => l.startsWith('clean = tokens('));
     assert.equal((clean.match(/"When /g) ?? []).length, 4, clean);
     assert.match(script, /MODEL_DIR = /);
-    assert.match(await page.locator('#export-status').textContent(), /TransformerLens cannot load this model by name\. This experiment ran on patchbay-ioi/);
+    assert.match(await page.locator('#export-status').textContent(), /cannot load this model by name\. This experiment ran on patchbay-ioi/);
 
     // A new run resets the text under the pointer; hovering again describes the new grid.
     await page.locator('#component').selectOption('mlp_out');

@@ -6,7 +6,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, serveDist, open, screenshot } from './lib.mjs';
+import { mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launch, serveDist, open, screenshot, ROOT } from './lib.mjs';
+import { serve } from './server.mjs';
 
 let server;
 before(async () => {
@@ -74,6 +78,13 @@ const CLAIMS = [
     assert.ok(head(s2.grid, 2, 0) < 0.2 && head(s2.grid, 2, 1) < 0.2, 'neither under S2');
     for (const g of [s2.grid, s1io.grid]) assert.ok(head(g, 0, 0) > 0.5 && head(g, 1, 0) > 0.3);
   },
+  ({ results, lens }) => {
+    const dla = lens.results.clean.dla_heads;
+    assert.ok(Math.abs(lens.results.clean.logit_diff - 14.1) < 0.1, `clean logit difference ${lens.results.clean.logit_diff}`);
+    assert.ok(Math.abs(head(dla, 1, 0) - 5.0) < 0.1 && Math.abs(head(dla, 1, 1) - 4.9) < 0.1, `1.0 ${head(dla, 1, 0)}, 1.1 ${head(dla, 1, 1)} directly`);
+    assert.ok(Math.abs(head(dla, 0, 0) - 0.3) < 0.1, `0.0 writes ${head(dla, 0, 0)} directly`);
+    assert.ok(head(results.grid, 0, 0) > 0.9, 'patching ranks 0.0 first');
+  },
 ];
 
 test('with the network blocked, the page opens on a heatmap of the embedded model', async () => {
@@ -98,6 +109,44 @@ test('with the network blocked, the page opens on a heatmap of the embedded mode
     assert.deepEqual(problems, []);
   } finally {
     await context.close();
+  }
+});
+
+test('after one visit the page, a lesson and the embedded model work with every request blocked, under a sub-path', async () => {
+  // Served under a sub-path, as on GitHub Pages: every URL of the build is relative.
+  const site = mkdtempSync(join(tmpdir(), 'patchbay-site-'));
+  mkdirSync(join(site, 'sub'));
+  symlinkSync(join(ROOT, 'dist'), join(site, 'sub', 'path'));
+  const host = await serve(site, 0);
+  const context = await launch({ webgpu: false, serviceWorkers: 'allow' });
+  try {
+    const base = `${host.url}sub/path/`;
+    const first = await context.newPage();
+    await first.goto(base);
+    await first.waitForFunction(() => window.patchbay?.offline && window.patchbay?.heatmap, null, { timeout: 600_000 });
+    const cached = await first.evaluate(async () => {
+      const keys = await caches.keys();
+      const cache = await caches.open(keys.find((k) => k.startsWith('patchbay-app-')));
+      return (await cache.keys()).map((r) => new URL(r.url).pathname);
+    });
+    for (const file of ['/sub/path/', '/sub/path/index.html', '/sub/path/pkg/patchbay_web_bg.wasm', '/sub/path/models/patchbay-ioi/model.safetensors', '/sub/path/web/lessons.js']) {
+      assert.ok(cached.includes(file), `${file} is precached`);
+    }
+    await first.close();
+    // No network at all: the server is gone and the browser is offline.
+    await host.close();
+    await context.setOffline(true);
+    const { page, problems } = await open(context, `${base}?backend=cpu#lesson=2`);
+    await page.waitForFunction(() => window.patchbay?.lesson?.index === 1 || window.patchbay?.errors.length, null, { timeout: 600_000 });
+    const state = await page.evaluate(() => window.patchbay);
+    assert.deepEqual(state.errors, []);
+    assert.deepEqual(state.model.source, { embedded: 'patchbay-ioi' });
+    assert.ok(state.heatmap.cells.length > 0, 'a heatmap is drawn');
+    CLAIMS[1](state.lesson);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+    await host.close().catch(() => {});
   }
 });
 

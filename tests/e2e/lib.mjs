@@ -25,9 +25,11 @@ const BASE_FLAGS = [
 
 /**
  * Launches Chromium. With `webgpu`, WebGPU runs on its SwiftShader (CPU) adapter; without it,
- * `navigator.gpu.requestAdapter()` gives null and the page must fall back to the CPU.
+ * `navigator.gpu.requestAdapter()` gives null and the page must fall back to the CPU. Service
+ * workers are blocked unless `serviceWorkers` is 'allow': Playwright's routes do not see what a
+ * service worker serves, and only the offline test needs one.
  */
-export async function launch({ webgpu = true } = {}) {
+export async function launch({ webgpu = true, serviceWorkers = 'block' } = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'patchbay-chromium-'));
   const args = [...BASE_FLAGS, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
   return chromium.launchPersistentContext(userDataDir, {
@@ -35,6 +37,7 @@ export async function launch({ webgpu = true } = {}) {
     args,
     ignoreDefaultArgs: ['--enable-unsafe-swiftshader'],
     viewport: { width: 1280, height: 720 },
+    serviceWorkers,
   });
 }
 

@@ -19,6 +19,7 @@ const TYPES = {
   '.png': 'image/png',
   '.svg': 'image/svg+xml',
   '.safetensors': 'application/octet-stream',
+  '.webmanifest': 'application/manifest+json',
 };
 
 /**
@@ -57,7 +58,11 @@ export function serve(root, port = 0, { cors = false } = {}) {
       done({
         url: `http://127.0.0.1:${server.address().port}/`,
         requests,
-        close: () => new Promise((closed) => server.close(closed)),
+        close: () =>
+          new Promise((closed) => {
+            server.close(closed);
+            server.closeAllConnections();
+          }),
       });
     });
   });

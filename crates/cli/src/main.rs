@@ -5,6 +5,7 @@
 
 mod circuit;
 mod expand;
+mod export;
 mod files;
 mod init;
 mod lens;
@@ -45,6 +46,9 @@ enum Command {
     Sensitivity(sensitivity::SensitivityArgs),
     /// Prints the spec with its generated dataset written out as prompt pairs.
     Expand(expand::ExpandArgs),
+    /// Prints a Python script that reproduces the spec in TransformerLens 3.9 or 4.x, or in
+    /// nnsight (locally or on NDIF).
+    Export(export::ExportArgs),
     /// Times forward passes (a benchmark, not a test): prints JSON with per-pass milliseconds.
     BenchForward(logits::BenchArgs),
     /// Trains a small GPT-2 on IOI and greater-than (CPU, seeded) and measures its IOI circuit.
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Circuit(args) => circuit::run(args),
         Command::Sensitivity(args) => sensitivity::run(args),
         Command::Expand(args) => expand::run(args),
+        Command::Export(args) => export::run(args),
         Command::BenchForward(args) => logits::bench(args),
         Command::Train(args) => train::run(args),
         Command::Init(args) => init::run(args),

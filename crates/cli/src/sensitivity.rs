@@ -174,15 +174,7 @@ fn write(out: &mut OutDir, result: &Sensitivity) -> Result<(), String> {
             let components: Vec<String> = s
                 .components
                 .iter()
-                .map(|f| {
-                    let at: Vec<&str> = f
-                        .index
-                        .iter()
-                        .zip(&result.axes)
-                        .map(|(&i, axis)| axis.labels[i].as_str())
-                        .collect();
-                    format!("{} ({:.2})", at.join("."), f.fraction)
-                })
+                .map(|f| format!("{} ({:.2})", f.name(&result.axes), f.fraction))
                 .collect();
             csv.push_str(&format!(
                 "\"{}\",\"{}\",{:.4},{:.4},\"{}\"\n",

@@ -417,7 +417,7 @@ async fn attribute(
     spec: &ExperimentSpec,
     plan: &Plan,
 ) -> Result<Vec<Vec<f64>>, PatchingError> {
-    if spec.target.component == crate::Component::Path {
+    if !spec.target.component.has_attribution() {
         return Err(PatchingError::Target(
             "attribution patching is not defined for path patching".into(),
         ));

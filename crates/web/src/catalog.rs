@@ -41,6 +41,8 @@ struct ComponentInfo {
     /// Whether the component's patches choose heads.
     heads: bool,
     takes_window: bool,
+    /// Whether attribution patching can run beside the exact grid.
+    attribution: bool,
 }
 
 #[derive(Serialize)]
@@ -69,6 +71,15 @@ fn ioi_templates() -> Vec<serde_json::Value> {
     out
 }
 
+/// A rule's value as a spec writes it: `{"significant": VALUE}`'s VALUE.
+fn rule_value(rule: Detect) -> serde_json::Value {
+    let written = serde_json::to_value(rule).expect("a rule serialises");
+    written
+        .as_object()
+        .and_then(|o| o.values().next().cloned())
+        .expect("a rule is written as {name: value}")
+}
+
 /// The page's choices, as JSON.
 #[wasm_bindgen]
 pub fn catalog() -> String {
@@ -80,6 +91,7 @@ pub fn catalog() -> String {
             positions: c != Component::Path,
             heads: c.has_heads() && c != Component::Path,
             takes_window: c.takes_window(),
+            attribution: c.has_attribution(),
         })
         .collect();
     let sigma = Detect::default();
@@ -95,7 +107,8 @@ pub fn catalog() -> String {
         "tasks": Task::ALL.map(|t| named(t.name(), t.label())),
         "ioi_names": IoiNames::ALL.map(|n| named(n.name(), n.label())),
         "ioi_templates": ioi_templates(),
-        "normalize": Normalize::ALL.map(|n| named(n.name(), n.label())),
+        "normalize": Normalize::ALL.map(|n| json!({"name": n.name(), "label": n.label(), "formula": n.formula()})),
+        "normalize_terms": Normalize::TERMS,
         "positions": [
             named("each", "Each position"),
             named("all", "All positions together"),
@@ -107,6 +120,7 @@ pub fn catalog() -> String {
         "detect": [
             {"rule": "sigma", "value": k, "label": format!("{} (the paper)", sigma.describe())},
             {"rule": "threshold", "value": DETECT_THRESHOLD, "label": Detect::Threshold(DETECT_THRESHOLD).describe()},
+            {"rule": "significant", "value": rule_value(Detect::SIGNIFICANT), "label": format!("{} (datasets)", Detect::SIGNIFICANT.describe())},
         ],
         "gn": {"scale": DEFAULT_SCALE, "samples": DEFAULT_SAMPLES},
         "link": {"spec_bytes": MAX_SPEC_BYTES, "results_bytes": MAX_LINK_RESULTS_BYTES},
@@ -136,6 +150,25 @@ mod tests {
         assert_eq!(c["components"][11]["name"], "path");
         assert_eq!(c["components"][11]["heads"], false);
         assert_eq!(c["normalize"][1]["name"], "per_prompt");
+        assert_eq!(
+            c["normalize"][0]["formula"],
+            "grid(c) = mean_i e_i(c) / mean_i d_i"
+        );
+        assert_eq!(c["normalize"][1]["formula"], "grid(c) = mean_i (e_i(c) / d_i)");
+        // Significance after correction, written as a spec writes it (the editor compares it
+        // with a link's rule to show it in the menu).
+        let significant = &c["detect"][2];
+        assert_eq!(significant["rule"], "significant");
+        assert_eq!(
+            significant["value"],
+            json!({"alpha": 0.05, "correction": "holm", "min_effect": 0.0})
+        );
+        assert_eq!(
+            significant["label"],
+            "significant at α = 0.05 after Holm's correction (datasets)"
+        );
+        let spec: Detect = serde_json::from_value(json!({"significant": significant["value"]})).unwrap();
+        assert_eq!(spec, Detect::SIGNIFICANT);
         let templates = c["ioi_templates"].as_array().unwrap();
         assert_eq!(templates.len(), IOI_TEMPLATES.len() + 1);
         assert_eq!(

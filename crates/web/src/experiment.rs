@@ -1,12 +1,13 @@
-//! Experiments in the page: checking a spec as the user edits it, running it with progress and
-//! cancellation, and looking inside one patch. Errors reach JavaScript as `Error` objects with a
+//! Experiments in the page: checking a spec as the user edits it, running it (or its logit lens
+//! and direct logit attribution) with progress and cancellation, and looking inside one patch. Errors reach JavaScript as `Error` objects with a
 //! `field` naming the control at fault.
 
 use js_sys::{Function, Promise, Reflect};
 use patchbay_model::{Hooks, LogitsAt, read_f32};
 use patchbay_patching::analysis::sensitivity::{self, Choices};
 use patchbay_patching::experiment::run_prepared;
-use patchbay_patching::export::snippet;
+use patchbay_patching::export::Library;
+use patchbay_patching::lens::run_prepared_lens;
 use patchbay_patching::prepare::{CPU_WARNING_SECONDS, RunSize};
 use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare};
 use serde::Serialize;
@@ -56,8 +57,8 @@ async fn stage(observer: &mut JsObserver, stage: &str) -> Result<(), JsValue> {
     }
 }
 
-/// The script's own words, when it loads the model from a folder because TransformerLens has
-/// no name for it: its comment lines from "This experiment ran on" up to the folder's path.
+/// The script's own words, when it loads the model from a folder because the library has no
+/// name for it: its comment lines from "This experiment ran on" up to the folder's path.
 fn folder_note(script: &str) -> Option<String> {
     let lines: Vec<&str> = script.lines().collect();
     let start = lines
@@ -184,17 +185,23 @@ impl Session {
         serde_json::to_string(&results).map_err(|e| JsError::new(&e.to_string()).into())
     }
 
-    /// A TransformerLens script that reproduces the spec, written from the prepared spec (a
-    /// generated dataset's prompts written out). JSON `{script, named, note}`: `named` is false when
-    /// TransformerLens cannot load the model by name, and `note` then says how the script
-    /// loads it.
-    #[wasm_bindgen(js_name = transformerLensScript)]
-    pub async fn transformer_lens_script(&self, spec_json: String) -> Result<String, JsValue> {
+    /// A Python script that reproduces the spec in `to`: "tl3" (TransformerLens 3.9), "tl4"
+    /// (TransformerLens 4.x) or "nnsight" (locally or on NDIF), written from the prepared spec
+    /// (a generated dataset's prompts written out). JSON `{script, named, note}`: `named` is
+    /// false when the library cannot load the model by name, and `note` then says how the
+    /// script loads it.
+    #[wasm_bindgen(js_name = exportScript)]
+    pub async fn export_script(&self, spec_json: String, to: String) -> Result<String, JsValue> {
+        let library = Library::from_name(&to).ok_or_else(|| {
+            JsValue::from(JsError::new(&format!(
+                "no export to `{to}`: use tl3, tl4 or nnsight"
+            )))
+        })?;
         let spec = parse(&spec_json)?;
         let prepared = prepare(&self.model, &self.tokenizer, &spec)
             .await
             .map_err(field_error)?;
-        let script = snippet::transformer_lens_script(&prepared.spec);
+        let script = library.script(&prepared.spec);
         let note = folder_note(&script);
         Ok(serde_json::json!({
             "script": script,
@@ -202,6 +209,30 @@ impl Session {
             "note": note,
         })
         .to_string())
+    }
+
+    /// The logit lens and direct logit attribution of the spec's clean and corrupted runs, with
+    /// progress as for `run`. Resolves to JSON `{results, views}`: lens.json as the CLI writes
+    /// it, and each of its views with its grid, axes, label, title and colour limit.
+    pub async fn lens(&self, spec_json: String, progress: Function) -> Result<String, JsValue> {
+        let spec = parse(&spec_json)?;
+        let mut observer = JsObserver(progress);
+        stage(&mut observer, "preparing the prompts").await?;
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
+            .await
+            .map_err(field_error)?;
+        let options = RunOptions {
+            budget: self.budget(),
+            ..RunOptions::default()
+        };
+        let results = run_prepared_lens(&self.model, &spec, &prepared, &options, &mut observer)
+            .await
+            .map_err(field_error)?;
+        serde_json::to_string(&serde_json::json!({
+            "results": &results,
+            "views": results.views(),
+        }))
+        .map_err(|e| JsError::new(&e.to_string()).into())
     }
 
     /// The spec's dataset under every combination of `choices` (JSON of
@@ -231,7 +262,9 @@ impl Session {
         )
         .await
         .map_err(field_error)?;
-        serde_json::to_string(&result).map_err(|e| JsError::new(&e.to_string()).into())
+        let mut out = serde_json::to_value(&result).map_err(|e| JsError::new(&e.to_string()))?;
+        out["stability_view"] = view::stability_view(&result.stability, &result.axes);
+        Ok(out.to_string())
     }
 
     /// The known head classes of the loaded model, if any: JSON `[{name, heads}]` or null.
@@ -273,12 +306,14 @@ mod tests {
     }
 
     #[test]
-    fn the_export_says_when_transformer_lens_cannot_name_the_model() {
-        let shipped = snippet::transformer_lens_script(&spec(ModelSource::Embedded("patchbay-ioi".into())));
-        let note = folder_note(&shipped).expect("a folder note");
-        assert!(note.starts_with("This experiment ran on patchbay-ioi"), "{note}");
-        assert!(note.contains("cannot load it by name"), "{note}");
-        let gpt2 = snippet::transformer_lens_script(&spec(ModelSource::Hub("openai-community/gpt2".into())));
-        assert_eq!(folder_note(&gpt2), None);
+    fn the_export_says_when_the_library_cannot_name_the_model() {
+        for library in Library::ALL {
+            let shipped = library.script(&spec(ModelSource::Embedded("patchbay-ioi".into())));
+            let note = folder_note(&shipped).expect("a folder note");
+            assert!(note.starts_with("This experiment ran on patchbay-ioi"), "{note}");
+            assert!(note.contains("cannot load it by name"), "{note}");
+            let gpt2 = library.script(&spec(ModelSource::Hub("openai-community/gpt2".into())));
+            assert_eq!(folder_note(&gpt2), None, "{}", library.name());
+        }
     }
 }

@@ -4,10 +4,12 @@
 //! cell opens, known head classes outlined, CSV, and the comparison of two results.
 
 use patchbay_patching::analysis::known_circuits::HeadClass;
+use patchbay_patching::analysis::reproduce::Digest;
 use patchbay_patching::analysis::results::symmetric_limit;
+use patchbay_patching::analysis::stability::Stability;
 use patchbay_patching::analysis::stats::{self, unravel};
-use patchbay_patching::sweep::plan::{Axis, DEST_POS, HEAD_INDEX, LAYER, POS};
-use patchbay_patching::{Component, Grid, Results};
+use patchbay_patching::sweep::plan::{Axis, DEST_POS, HEAD_INDEX, LAYER, POS, ROLE};
+use patchbay_patching::{Component, Grid, PatchingError, Results};
 use serde::Serialize;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
@@ -35,7 +37,7 @@ struct ViewEntry {
 #[derive(Serialize)]
 struct SliceAxis {
     name: String,
-    /// What the selector is called: "Position", "Query position", "Component".
+    /// What the selector is called: "Position", "Query position", "Role", "Component".
     label: &'static str,
     labels: Vec<String>,
     /// The panel shown first: the last (the final position, where the answer is read).
@@ -58,12 +60,33 @@ struct Drawing {
     marks: Vec<[usize; 2]>,
     /// One line per class outlined: "movers (S2 to the end): 1.0, 1.1".
     legend: Vec<String>,
+    /// The drawn cells that are not significant after correction ([`Results::significance`]),
+    /// which the page greys out when asked; empty without statistics.
+    greyed: Vec<usize>,
+}
+
+/// The link's grid digest, checked: its JSON, and the grid it decodes to.
+fn parse_digest(json: &str) -> Result<(Digest, usize), String> {
+    let digest: Digest =
+        serde_json::from_str(json).map_err(|e| format!("the link's grid digest is malformed: {e}"))?;
+    let grid = digest.grid().map_err(about_the_link)?;
+    Ok((digest, grid.values.len()))
+}
+
+/// A digest's error as the core words it, without "the spec is malformed" (the spec is fine).
+fn about_the_link(e: PatchingError) -> String {
+    match e {
+        PatchingError::Spec(message) => message,
+        e => e.to_string(),
+    }
 }
 
 fn slice_label(name: &str) -> &'static str {
     match name {
         POS => "Position",
         DEST_POS => "Query position",
+        // Prompts of different lengths aligned by role (IOI over every template).
+        ROLE => "Role",
         _ => "Component",
     }
 }
@@ -120,9 +143,40 @@ impl Shown {
             "detected_heading": r.detection_heading(),
             "detected": detected,
             "denominator_warning": r.small_denominator_warning(),
+            "significance": r.significance().map(|s| json!({
+                "label": format!("Grey out the cells that are not {}", s.rule),
+                "summary": s.summary,
+            })),
+            "attribution": r.attribution_text(),
             "spec": r.spec.to_json(),
         })
         .to_string()
+    }
+
+    /// The digest of the grid, computed on `backend` (named as the page names it), for a link
+    /// that proves it reproduced: JSON of [`Digest`].
+    pub fn digest(&self, backend: &str) -> String {
+        serde_json::to_string(&Digest::of(&self.results.grid, backend)).unwrap_or_default()
+    }
+
+    /// This grid against a link's digest (`digest_json`), `backend` naming this run's: JSON of
+    /// [`patchbay_patching::analysis::reproduce::Reproduction`] (with its `summary`).
+    pub fn reproduce(&self, digest_json: &str, backend: &str) -> Result<String, JsValue> {
+        let (digest, _) = parse_digest(digest_json).map_err(json_err)?;
+        let reproduction = self
+            .results
+            .reproduce(&digest, backend)
+            .map_err(|e| json_err(about_the_link(e)))?;
+        serde_json::to_string(&reproduction).map_err(json_err)
+    }
+
+    /// Checks a link's grid digest before anything runs: a sentence saying what it holds
+    /// ("The link carries a digest of its 6-cell grid, computed on …"), or an error saying why
+    /// it cannot be read.
+    #[wasm_bindgen(js_name = checkDigest)]
+    pub fn check_digest(digest_json: &str) -> Result<String, JsValue> {
+        let (digest, cells) = parse_digest(digest_json).map_err(json_err)?;
+        Ok(digest_note(&digest, cells))
     }
 
     /// View `key` drawn (panel `panel` of a three-axis grid), on the view's colour limit, titled
@@ -134,12 +188,18 @@ impl Shown {
             .ok_or_else(|| json_err(format!("these results have no {key}")))?;
         let s = slice(view.grid, &self.results.axes, panel);
         let (marks, legend) = self.marks(&s.axes);
+        let greyed = self.results.significance().map_or_else(Vec::new, |sig| {
+            (0..s.full.len())
+                .filter(|&i| !sig.significant[s.full[i]])
+                .collect()
+        });
         // The page names the view above the map (the full title is the results' heading).
         let drawing = Drawing {
             drawn: draw(s.grid, s.axes, &view.label, &view.value_label, view.limit),
             full: s.full,
             marks,
             legend,
+            greyed,
         };
         serde_json::to_string(&drawing).map_err(json_err)
     }
@@ -261,6 +321,32 @@ pub fn compare_results(
     Ok(out.to_string())
 }
 
+/// How stable each setting's detected set is across seeds, as the sensitivity panel shows it:
+/// per setting its name, the agreement of its seeds in words and each component with the seeds
+/// that detect it, by the grid's labels.
+pub(crate) fn stability_view(stability: &[Stability], axes: &[Axis]) -> serde_json::Value {
+    stability
+        .iter()
+        .map(|s| {
+            json!({
+                "setting": s.setting,
+                "agreement": s.agreement(),
+                "components": s.component_texts(axes),
+            })
+        })
+        .collect()
+}
+
+/// What a link's digest holds, in words.
+fn digest_note(digest: &Digest, cells: usize) -> String {
+    format!(
+        "This link carries a digest of its grid ({cells} cell{}, computed on {}): running the experiment checks that every cell reproduces within {:.0e}.",
+        if cells == 1 { "" } else { "s" },
+        digest.backend,
+        patchbay_patching::analysis::reproduce::TOLERANCE
+    )
+}
+
 /// A dataset's mean so far, drawn: its last panel, on its own colour limit.
 pub(crate) fn partial(values: Vec<f64>, axes: Vec<Axis>, stage: &str) -> String {
     let shape: Vec<usize> = axes.iter().map(|a| a.labels.len()).collect();
@@ -275,4 +361,150 @@ pub(crate) fn partial(values: Vec<f64>, axes: Vec<Axis>, stage: &str) -> String 
         limit,
     ))
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchbay_patching::analysis::stability::Stability;
+
+    /// A 2 × 2 layer × head grid of a 40-prompt dataset, with statistics, under `detect`.
+    fn dataset(detect: &str) -> String {
+        format!(
+            r#"{{"spec": {{"version": 1, "model": {{"embedded": "patchbay-ioi"}},
+                "prompts": [{{"clean": "a b", "corrupted": "a c", "answer": " b", "counter_answer": " c"}}],
+                "corruption": {{"method": "str"}}, "metric": {{"kind": "logit_diff", "normalized": true}},
+                "target": {{"component": "z", "positions": "all"}}, "detect": {detect}}},
+              "metric": "logit_diff", "normalized": true, "direction": "denoising",
+              "axes": [{{"name": "layer", "labels": ["0", "1"]}}, {{"name": "head_index", "labels": ["0", "1"]}}],
+              "grid": [[0.9, 0.01], [0.5, -0.3]], "raw_grid": [[1, 0], [0.5, -0.3]],
+              "stats": {{"settings": {{}}, "prompts": [[40, 40], [40, 40]],
+                "se": [[0.1, 0.1], [0.1, 0.1]], "ci_low": [[0.7, -0.2], [0.3, -0.5]],
+                "ci_high": [[1.1, 0.2], [0.7, -0.1]], "p": [[0.0001, 0.5], [0.01, 0.02]],
+                "p_holm": [[0.0004, 0.5], [0.03, 0.06]], "p_bh": [[0.0004, 0.5], [0.02, 0.027]],
+                "undefined_resamples": 0}},
+              "denominator": 1.0, "clean_metric": 1.0, "corrupted_metric": 0.0, "prompts": [], "detected": []}}"#
+        )
+    }
+
+    fn shown(detect: &str) -> Shown {
+        Shown::new(&dataset(detect), None).unwrap_or_else(|_| panic!("the results decode"))
+    }
+
+    fn value(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_core_says_which_drawn_cells_to_grey_out() {
+        let s = shown(r#"{"sigma": 2.0}"#);
+        let summary = value(&s.summary());
+        assert_eq!(
+            summary["significance"]["label"],
+            "Grey out the cells that are not significant at α = 0.05 after Holm's correction"
+        );
+        assert_eq!(
+            summary["significance"]["summary"],
+            "2 of 4 cells are significant at α = 0.05 after Holm's correction."
+        );
+        let drawn = value(&s.draw("grid", None).unwrap_or_else(|_| panic!("drawn")));
+        assert_eq!(drawn["greyed"], json!([1, 3]));
+        // Every view of the results greys the same cells; the spec's BH rule at 0.03 fewer.
+        let se = value(&s.draw("se", None).unwrap_or_else(|_| panic!("drawn")));
+        assert_eq!(se["greyed"], json!([1, 3]));
+        let bh = shown(r#"{"significant": {"alpha": 0.03, "correction": "bh"}}"#);
+        let drawn = value(&bh.draw("grid", None).unwrap_or_else(|_| panic!("drawn")));
+        assert_eq!(drawn["greyed"], json!([1]));
+        // Without statistics, nothing to grey and no toggle.
+        let mut one = value(&dataset(r#"{"sigma": 2.0}"#));
+        one.as_object_mut().unwrap().remove("stats");
+        let one = Shown::new(&one.to_string(), None).unwrap_or_else(|_| panic!("decoded"));
+        assert!(value(&one.summary())["significance"].is_null());
+        let drawn = value(&one.draw("grid", None).unwrap_or_else(|_| panic!("drawn")));
+        assert_eq!(drawn["greyed"], json!([]));
+    }
+
+    #[test]
+    fn a_rerun_reproduces_its_digest_and_a_tampered_one_differs() {
+        let s = shown(r#"{"sigma": 2.0}"#);
+        let digest = s.digest("the CPU (burn flex, pure Rust)");
+        let note = Shown::check_digest(&digest).unwrap_or_else(|_| panic!("a good digest"));
+        assert!(
+            note.contains("its grid (4 cells, computed on the CPU (burn flex, pure Rust))"),
+            "{note}"
+        );
+        let same = value(
+            &s.reproduce(&digest, "the CPU (burn flex, pure Rust)")
+                .unwrap_or_else(|_| panic!("compared")),
+        );
+        assert_eq!(same["differing"], 0);
+        assert_eq!(
+            same["summary"],
+            "Reproduced: every cell within 1e-5 of the link (on the CPU (burn flex, pure Rust), as the link was)."
+        );
+        // One value changed in the link: head 1.0's 0.5 becomes 0.25.
+        let mut d: Digest = serde_json::from_str(&digest).unwrap();
+        let mut grid = d.grid().unwrap();
+        grid.values[2] = 0.25;
+        d.values = Digest::of(&grid, "x").values;
+        let tampered = serde_json::to_string(&d).unwrap();
+        let differs = value(
+            &s.reproduce(&tampered, "WebGPU on test")
+                .unwrap_or_else(|_| panic!("compared")),
+        );
+        assert_eq!(differs["differing"], 1);
+        assert_eq!(differs["largest_cell"], 2);
+        let summary = differs["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with("Differs at 1 of 4 cells (largest 2.50e-1, at "),
+            "{summary}"
+        );
+        assert!(
+            summary
+                .ends_with("(on WebGPU on test; the link's grid came from the CPU (burn flex, pure Rust))."),
+            "{summary}"
+        );
+        assert!(
+            parse_digest("{\"shape\": [2, 2], \"values\": \"!!\", \"backend\": \"x\"}")
+                .unwrap_err()
+                .starts_with("the link's grid digest is not base64")
+        );
+        assert!(
+            parse_digest("{\"shape\": [2, 2]}")
+                .unwrap_err()
+                .contains("malformed")
+        );
+    }
+
+    #[test]
+    fn stability_is_shown_by_the_grids_labels() {
+        let axes = vec![
+            Axis {
+                name: LAYER.into(),
+                labels: vec!["0".into(), "1".into()],
+            },
+            Axis {
+                name: HEAD_INDEX.into(),
+                labels: vec!["0".into(), "1".into()],
+            },
+        ];
+        let sets: [&[usize]; 2] = [&[0, 3], &[0]];
+        let s = Stability::of(
+            "STR S2 · logit_diff · denoising".into(),
+            vec![0, 1],
+            vec![0, 1],
+            &sets,
+            &[2, 2],
+        );
+        let shown = stability_view(&[s], &axes);
+        assert_eq!(shown[0]["setting"], "STR S2 · logit_diff · denoising");
+        assert_eq!(
+            shown[0]["agreement"],
+            "Seeds 0, 1: Jaccard similarity 0.500 on average over the pairs of seeds, 0.500 at the least."
+        );
+        assert_eq!(
+            shown[0]["components"],
+            json!(["0.0 (2 of 2 seeds)", "1.1 (1 of 2 seeds)"])
+        );
+    }
 }

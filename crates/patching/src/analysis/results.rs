@@ -16,7 +16,9 @@ use crate::analysis::uncertainty::{CellStats, EXACT_MAX_PROMPTS, StatsSettings};
 use crate::spec::Normalize;
 use crate::sweep::plan::{Axis, COMPONENT, DEST_POS, HEAD_INDEX, LAYER, POS};
 use crate::tasks::DatasetReport;
-use crate::{Choice, Component, Corruption, Direction, ExperimentSpec, MetricKind, PatchingError};
+use crate::{
+    Choice, Component, Correction, Corruption, Detect, Direction, ExperimentSpec, MetricKind, PatchingError,
+};
 
 /// A dense grid of values, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -232,6 +234,19 @@ impl Uncertainty {
             ("stats.p_bh", &self.p_bh),
         ]
     }
+}
+
+/// Which cells of a dataset's grid are significant after correction ([`Results::significance`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Significance {
+    pub alpha: f64,
+    pub correction: Correction,
+    /// Per cell of the grid, in its flat order: whether its adjusted p-value is at most `alpha`.
+    pub significant: Vec<bool>,
+    /// The test in words: "significant at α = 0.05 after Holm's correction".
+    pub rule: String,
+    /// "4 of 6 cells are significant at α = 0.05 after Holm's correction."
+    pub summary: String,
 }
 
 /// Gaussian-noise settings as run.
@@ -741,6 +756,36 @@ impl Results {
         ))
     }
 
+    /// Which cells of the grid are significant after correction: by the spec's significance
+    /// rule (its α and correction) or, under another rule, at α = [`crate::spec::DEFAULT_ALPHA`]
+    /// after Holm's correction. A cell is significant when its adjusted p-value is at most α, as
+    /// the significance rule detects (a NaN p-value is not); no least effect applies. `None`
+    /// without statistics (one prompt).
+    pub fn significance(&self) -> Option<Significance> {
+        let stats = self.stats.as_ref()?;
+        let (alpha, correction) = self.spec.detect.significance();
+        let adjusted = match correction {
+            Correction::Holm => &stats.p_holm,
+            Correction::Bh => &stats.p_bh,
+        };
+        let significant: Vec<bool> = adjusted.values.iter().map(|&p| p <= alpha).collect();
+        let rule = Detect::Significant {
+            alpha,
+            correction,
+            min_effect: 0.0,
+        }
+        .describe();
+        let count = significant.iter().filter(|&&s| s).count();
+        let summary = format!("{count} of {} cells are {rule}.", significant.len());
+        Some(Significance {
+            alpha,
+            correction,
+            significant,
+            rule,
+            summary,
+        })
+    }
+
     /// The labels of flat cell `cell` along every axis.
     pub fn cell_labels(&self, cell: usize) -> Vec<&str> {
         let shape: Vec<usize> = self.axes.iter().map(|a| a.labels.len()).collect();
@@ -827,6 +872,37 @@ impl Results {
         ))
     }
 
+    /// Attribution patching set against the exact grid, when it ran: how alike they rank the
+    /// cells, and where they differ most. `None` otherwise.
+    pub fn attribution_text(&self) -> Option<String> {
+        let a = self.attribution.as_ref()?;
+        let rho = a
+            .spearman
+            .map_or("undefined (a constant grid)".to_string(), |r| format!("{r:.3}"));
+        let largest = a
+            .grid
+            .values
+            .iter()
+            .zip(&self.grid.values)
+            .enumerate()
+            .filter(|(_, (x, y))| x.is_finite() && y.is_finite())
+            .map(|(cell, (x, y))| (cell, (x - y).abs()))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let mut text = format!(
+            "Attribution patching (one backward pass: the gradient's first-order estimate of each \
+             patch) ranks the cells as exact patching does with Spearman's ρ = {rho}"
+        );
+        if let Some((cell, diff)) = largest {
+            text.push_str(&format!(
+                "; they differ most at {} ({} apart)",
+                self.describe_cell(cell),
+                precision(diff, 3)
+            ));
+        }
+        text.push('.');
+        Some(text)
+    }
+
     /// The heading of the detected components: "Components over 2σ from the mean (3)".
     pub fn detection_heading(&self) -> String {
         format!(
@@ -865,6 +941,52 @@ pub(crate) fn precision(v: f64, digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 2 × 2 layer × head grid of a 40-prompt dataset, with statistics, under `detect`.
+    pub(crate) fn dataset_results(detect: &str) -> Results {
+        let text = format!(
+            r#"{{"spec": {{"version": 1, "model": {{"embedded": "patchbay-ioi"}},
+                "prompts": [{{"clean": "a b", "corrupted": "a c", "answer": " b", "counter_answer": " c"}}],
+                "corruption": {{"method": "str"}}, "metric": {{"kind": "logit_diff", "normalized": true}},
+                "target": {{"component": "z", "positions": "all"}}, "detect": {detect}}},
+              "metric": "logit_diff", "normalized": true, "direction": "denoising",
+              "axes": [{{"name": "layer", "labels": ["0", "1"]}}, {{"name": "head_index", "labels": ["0", "1"]}}],
+              "grid": [[0.9, 0.01], [0.5, -0.3]], "raw_grid": [[1, 0], [0.5, -0.3]],
+              "stats": {{"settings": {{}}, "prompts": [[40, 40], [40, 40]],
+                "se": [[0.1, 0.1], [0.1, 0.1]], "ci_low": [[0.7, -0.2], [0.3, -0.5]],
+                "ci_high": [[1.1, 0.2], [0.7, -0.1]], "p": [[0.0001, 0.5], [0.01, 0.02]],
+                "p_holm": [[0.0004, 0.5], [0.03, 0.06]], "p_bh": [[0.0004, 0.5], [0.02, 0.027]],
+                "undefined_resamples": 0}},
+              "denominator": 1.0, "clean_metric": 1.0, "corrupted_metric": 0.0, "prompts": [], "detected": []}}"#
+        );
+        Results::from_json(&text).unwrap()
+    }
+
+    #[test]
+    fn significance_reads_the_rule_or_holm_at_five_percent() {
+        // Under 2σ: Holm at α = 0.05.
+        let s = dataset_results(r#"{"sigma": 2.0}"#).significance().unwrap();
+        assert_eq!((s.alpha, s.correction), (0.05, Correction::Holm));
+        assert_eq!(s.significant, vec![true, false, true, false]);
+        assert_eq!(
+            s.summary,
+            "2 of 4 cells are significant at α = 0.05 after Holm's correction."
+        );
+        // The spec's own rule: BH at α = 0.03 (its least effect does not grey a cell).
+        let bh =
+            dataset_results(r#"{"significant": {"alpha": 0.03, "correction": "bh", "min_effect": 0.6}}"#)
+                .significance()
+                .unwrap();
+        assert_eq!(bh.significant, vec![true, false, true, true]);
+        assert_eq!(
+            bh.rule,
+            "significant at α = 0.03 after Benjamini–Hochberg's correction"
+        );
+        // No statistics, no significance.
+        let mut one = dataset_results(r#"{"threshold": 0.2}"#);
+        one.stats = None;
+        assert!(one.significance().is_none());
+    }
 
     #[test]
     fn the_colour_limit_ignores_non_finite_values() {

@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
+use crate::analysis::results::precision;
 use crate::analysis::stats::{jaccard, unravel};
+use crate::sweep::plan::Axis;
 
 /// One component and how often the seeds detect it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -74,6 +76,54 @@ impl Stability {
     }
 }
 
+impl Frequency {
+    /// The component by its label along each axis, joined by dots: "1.0" for head 1.0 of a
+    /// layer × head grid (stability.csv names components so too).
+    pub fn name(&self, axes: &[Axis]) -> String {
+        let labels: Vec<&str> = self
+            .index
+            .iter()
+            .zip(axes)
+            .map(|(&i, axis)| axis.labels.get(i).map_or("?", String::as_str))
+            .collect();
+        labels.join(".")
+    }
+}
+
+impl Stability {
+    /// Seeds that detect `f`.
+    pub fn detecting(&self, f: &Frequency) -> usize {
+        (f.fraction * self.seeds.len() as f64).round() as usize
+    }
+
+    /// The agreement of the seeds' detected sets in words: "Seeds 0, 1, 2: Jaccard similarity
+    /// 0.667 on average over the pairs of seeds, 0.333 at the least."
+    pub fn agreement(&self) -> String {
+        let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+        format!(
+            "Seeds {}: Jaccard similarity {} on average over the pairs of seeds, {} at the least.",
+            seeds.join(", "),
+            precision(self.jaccard_mean, 3),
+            precision(self.jaccard_min, 3)
+        )
+    }
+
+    /// Each component some seed detects, with how many: "1.0 (3 of 3 seeds)".
+    pub fn component_texts(&self, axes: &[Axis]) -> Vec<String> {
+        self.components
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({} of {} seeds)",
+                    f.name(axes),
+                    self.detecting(f),
+                    self.seeds.len()
+                )
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +148,25 @@ mod tests {
                 (4, vec![1, 1], 2.0 / 3.0),
                 (5, vec![1, 2], 1.0 / 3.0)
             ]
+        );
+        // In words, by the grid's labels.
+        let axes = [
+            Axis {
+                name: "layer".into(),
+                labels: vec!["0".into(), "1".into()],
+            },
+            Axis {
+                name: "head_index".into(),
+                labels: vec!["0".into(), "1".into(), "2".into()],
+            },
+        ];
+        assert_eq!(
+            s.component_texts(&axes),
+            vec!["0.0 (3 of 3 seeds)", "1.1 (2 of 3 seeds)", "1.2 (1 of 3 seeds)"]
+        );
+        assert_eq!(
+            s.agreement(),
+            "Seeds 0, 1, 2: Jaccard similarity 0.500 on average over the pairs of seeds, 0.333 at the least."
         );
         // Nothing detected under any seed is perfectly stable, and has no components.
         let none = Stability::of("STR".into(), vec![0, 1], vec![0, 1], &[&[], &[]], &[2, 3]);

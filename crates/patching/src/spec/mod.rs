@@ -104,6 +104,30 @@ impl Default for Detect {
     }
 }
 
+/// The significance level a rule or a view uses when the spec names none (the usual 5%).
+pub const DEFAULT_ALPHA: f64 = 0.05;
+
+impl Detect {
+    /// "Significant after correction" with the defaults: α = [`DEFAULT_ALPHA`] after Holm's
+    /// correction, with no least effect.
+    pub const SIGNIFICANT: Detect = Detect::Significant {
+        alpha: DEFAULT_ALPHA,
+        correction: Correction::Holm,
+        min_effect: 0.0,
+    };
+
+    /// The significance test a grid's cells are read by: the rule's own α and correction when
+    /// it is a significance rule, else α = [`DEFAULT_ALPHA`] after Holm's correction.
+    pub fn significance(&self) -> (f64, Correction) {
+        match *self {
+            Detect::Significant {
+                alpha, correction, ..
+            } => (alpha, correction),
+            _ => (DEFAULT_ALPHA, Correction::Holm),
+        }
+    }
+}
+
 impl Detect {
     /// The rule in words, after "Components …": "over 2σ from the mean", "with an effect of at
     /// least 0.2", "significant at α = 0.01 after Holm's correction, with an effect of at least
@@ -239,6 +263,18 @@ impl Normalize {
             Normalize::PerPrompt => "Mean of each prompt's normalized effect",
         }
     }
+
+    /// The grid's formula over prompts i, in the README's notation (its "How prompts become
+    /// one grid"): e_i(c) = M_patched − M_base in cell c, d_i = M_clean − M_corrupted.
+    pub fn formula(self) -> &'static str {
+        match self {
+            Normalize::RatioOfMeans => "grid(c) = mean_i e_i(c) / mean_i d_i",
+            Normalize::PerPrompt => "grid(c) = mean_i (e_i(c) / d_i)",
+        }
+    }
+
+    /// What the formulas' terms are.
+    pub const TERMS: &'static str = "e_i(c) = M_patched − M_base is prompt i's effect in cell c; d_i = M_clean − M_corrupted its denominator";
 }
 
 /// Which run is patched.

@@ -68,6 +68,12 @@ impl Component {
         )
     }
 
+    /// Whether attribution patching (the gradient approximation of each patch) is defined for
+    /// the component: for every node, not for path patching's edges.
+    pub fn has_attribution(self) -> bool {
+        self != Component::Path
+    }
+
     /// Whether a sliding window of layers means anything for this component: not for the
     /// residual stream (each layer's carries every earlier one), nor for path patching.
     pub fn takes_window(self) -> bool {
