@@ -34,7 +34,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
-use crate::files::Exit;
+use crate::files::{self, Exit};
 use crate::report;
 
 #[derive(Args, Clone, Debug)]
@@ -85,10 +85,18 @@ pub struct TrainArgs {
     /// training: rewrites the measured fields of its metrics.json.
     #[arg(long)]
     pub measure_only: bool,
+    /// Stops after the first K steps of the `--steps` schedule and prints the settings and the
+    /// loss curve so far as JSON on stdout, writing nothing: checks that a recipe follows the
+    /// committed run (its metrics.json `loss_curve`) without the whole run.
+    #[arg(long, value_name = "K")]
+    pub stop_after: Option<usize>,
     /// No progress on stderr.
     #[arg(long)]
     pub quiet: bool,
 }
+
+/// Steps per point of the loss curve: each point is the mean loss of every group over them.
+const CURVE_EVERY: usize = 50;
 
 /// A batch of equal-length sequences and the token each should predict next.
 struct Group {
@@ -102,6 +110,17 @@ pub enum Task {
     Ioi,
     Induction,
     GreaterThan,
+}
+
+impl Task {
+    /// The task's name in metrics.json.
+    fn name(self) -> &'static str {
+        match self {
+            Task::Ioi => "ioi",
+            Task::Induction => "induction",
+            Task::GreaterThan => "greater_than",
+        }
+    }
 }
 
 /// Encodes pairs' clean prompts (with `<|endoftext|>` first) and answers.
@@ -189,8 +208,18 @@ pub fn run(args: TrainArgs) -> Result<(), Exit> {
     if args.measure_only {
         return Ok(measure_again(&args.out, &tokenizer)?);
     }
+    if let Some(k) = args.stop_after {
+        if k == 0 || k > args.steps {
+            return Err(format!("--stop-after {k}: must be 1 to --steps ({})", args.steps).into());
+        }
+        let (_, curve) = train(&args, &config, &tokenizer, k)?;
+        let mut out = settings(&args, &config);
+        out["stopped_after"] = json!(k);
+        out["loss_curve"] = curve;
+        return files::print(&serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+    }
     let start = Instant::now();
-    let model = train(&args, &config, &tokenizer)?;
+    let (model, curve) = train(&args, &config, &tokenizer, args.steps)?;
     let train_s = start.elapsed().as_secs_f64();
 
     write_model(&args.out, &model, &tokenizer_json)?;
@@ -198,23 +227,11 @@ pub fn run(args: TrainArgs) -> Result<(), Exit> {
     let cpu = patchbay_model::backend::cpu();
     let saved = load_gpt2_dir(&args.out, &cpu.device, None).map_err(|e| e.to_string())?;
     let report = report::measure(&saved, &tokenizer)?;
-    let metrics = json!({
-        "seed": args.seed,
-        "steps": args.steps,
-        "sequences_per_step": {"ioi": args.group * args.ioi_groups, "greater_than": args.group * args.gt_groups,
-            "induction": args.group * args.induction_groups},
-        "learning_rate": args.lr,
-        "weight_decay": decimal(args.weight_decay),
-        "beta_2": decimal(args.beta_2),
-        "threads": args.threads,
-        "train_seconds": (train_s * 10.0).round() / 10.0,
-        "model": {
-            "n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
-            "n_positions": config.n_positions, "vocab_size": config.vocab_size,
-        },
-        "held_out": report.held_out,
-        "circuit": report.circuit,
-    });
+    let mut metrics = settings(&args, &config);
+    metrics["train_seconds"] = json!((train_s * 10.0).round() / 10.0);
+    metrics["loss_curve"] = curve;
+    metrics["held_out"] = report.held_out;
+    metrics["circuit"] = report.circuit;
     let path = args.out.join("metrics.json");
     let text = serde_json::to_string_pretty(&metrics).map_err(|e| e.to_string())? + "\n";
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -230,6 +247,24 @@ pub fn run(args: TrainArgs) -> Result<(), Exit> {
         );
     }
     Ok(())
+}
+
+/// The training settings, as metrics.json records them.
+fn settings(args: &TrainArgs, config: &Gpt2Config) -> serde_json::Value {
+    json!({
+        "seed": args.seed,
+        "steps": args.steps,
+        "sequences_per_step": {"ioi": args.group * args.ioi_groups, "greater_than": args.group * args.gt_groups,
+            "induction": args.group * args.induction_groups},
+        "learning_rate": args.lr,
+        "weight_decay": decimal(args.weight_decay),
+        "beta_2": decimal(args.beta_2),
+        "threads": args.threads,
+        "model": {
+            "n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
+            "n_positions": config.n_positions, "vocab_size": config.vocab_size,
+        },
+    })
 }
 
 /// An f32 setting as the decimal it was given as (0.95, not 0.949999988).
@@ -258,8 +293,15 @@ fn write_model(out: &Path, model: &Gpt2, tokenizer_json: &[u8]) -> Result<(), St
     std::fs::write(&path, tokenizer_json).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The training loop: AdamW on the summed group losses, on the CPU with autodiff.
-fn train(args: &TrainArgs, config: &Gpt2Config, tokenizer: &Gpt2Tokenizer) -> Result<Gpt2, String> {
+/// The training loop: AdamW on the summed group losses, on the CPU with autodiff, for the first
+/// `run` steps of the `args.steps` schedule. Returns the model and the loss curve: every
+/// [`CURVE_EVERY`] steps, each group's mean loss over them (`groups` names the groups' tasks).
+fn train(
+    args: &TrainArgs,
+    config: &Gpt2Config,
+    tokenizer: &Gpt2Tokenizer,
+    run: usize,
+) -> Result<(Gpt2, serde_json::Value), String> {
     let device = Device::flex().autodiff();
     let mut model = config.init(&device, args.seed);
     // PyTorch's epsilon and nanoGPT's β₂ for GPT-2 (burn's default epsilon, 1e-5, damps the
@@ -293,7 +335,8 @@ fn train(args: &TrainArgs, config: &Gpt2Config, tokenizer: &Gpt2Tokenizer) -> Re
     }
     let start = Instant::now();
     let mut running = Vec::new();
-    for step in 0..args.steps {
+    let mut points = Vec::new();
+    for step in 0..run {
         let groups = tasks
             .iter()
             .map(|&task| data.group(task))
@@ -312,20 +355,25 @@ fn train(args: &TrainArgs, config: &Gpt2Config, tokenizer: &Gpt2Tokenizer) -> Re
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(learning_rate(args.lr, step, args.steps), model, grads);
         running.push(per_task);
-        if !args.quiet && (step + 1) % 50 == 0 {
+        if (step + 1) % CURVE_EVERY == 0 {
             let n = running.len() as f32;
-            let mean: Vec<String> = (0..tasks.len())
-                .map(|i| format!("{:.3}", running.iter().map(|l| l[i]).sum::<f32>() / n))
+            let mean: Vec<f32> = (0..tasks.len())
+                .map(|i| running.iter().map(|l| l[i]).sum::<f32>() / n)
                 .collect();
-            eprintln!(
-                "step {:>5}/{}  loss {}  ({:.1} s)",
-                step + 1,
-                args.steps,
-                mean.join(" "),
-                start.elapsed().as_secs_f64()
-            );
+            if !args.quiet {
+                let text: Vec<String> = mean.iter().map(|m| format!("{m:.3}")).collect();
+                eprintln!(
+                    "step {:>5}/{}  loss {}  ({:.1} s)",
+                    step + 1,
+                    args.steps,
+                    text.join(" "),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            points.push(json!({"step": step + 1, "loss": mean}));
             running.clear();
         }
     }
-    Ok(model.valid())
+    let groups: Vec<&str> = tasks.iter().map(|t| t.name()).collect();
+    Ok((model.valid(), json!({"groups": groups, "points": points})))
 }
