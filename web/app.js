@@ -10,11 +10,6 @@ import { isLink, makeLink, readLink } from './share.js';
 import { modelName, parseSpecText, sameModel, specText } from './spec.js';
 import { LESSONS } from './lessons.js';
 
-/** GPT-2 small on the Hugging Face Hub. */
-const HUB_ID = 'openai-community/gpt2';
-const HUB_BASE = `https://huggingface.co/${HUB_ID}/resolve/main/`;
-/** Size of its model.safetensors, shown if the Hub does not say (HEAD blocked). */
-const HUB_WEIGHTS_BYTES = 548105171;
 const params = new URLSearchParams(location.search);
 /**
  * The models that ship with the app, in models/<name>/: patchbay-ioi (trained in the repo, the
@@ -133,7 +128,7 @@ async function startBackend() {
   if (info.fallback_reason) {
     say(
       $('#backend-warning'),
-      `WebGPU is not available: ${info.fallback_reason}. Patchbay runs on the CPU instead, which is much slower for GPT-2 small.`,
+      `WebGPU is not available: ${info.fallback_reason}. Patchbay runs on the CPU instead, which is much slower for models of GPT-2's size.`,
     );
   }
 }
@@ -142,14 +137,59 @@ function source() {
   return document.querySelector('input[name="source"]:checked').value;
 }
 
-async function showHubSize() {
-  const line = $('#hub-size');
-  line.textContent = 'Checking the size of GPT-2 small…';
-  const probe = await worker.call('probe', { url: HUB_BASE + 'model.safetensors', knownSize: HUB_WEIGHTS_BYTES });
-  line.textContent = probe.cached
-    ? `GPT-2 small (${formatBytes(probe.size)}) is in this browser's cache: loading it needs no download.`
-    : `GPT-2 small is a ${formatBytes(probe.size)} download (kept in this browser's cache afterwards).`;
-  $('#load').textContent = probe.cached ? 'Load from cache' : `Download ${formatBytes(probe.size)} and load`;
+/** The GPT-2 family on the Hub (the catalog's), and what the worker found of each: size, cache, fit. */
+const hubModel = (id) => catalog.hub_models.find((m) => m.id === id);
+const hubChecks = new Map();
+/** The browser's `navigator.deviceMemory` (GiB, a power of two), when it gives one. */
+const deviceMemory = () => navigator.deviceMemory ?? null;
+
+function hubChoice() {
+  return document.querySelector('input[name="hub-model"]:checked').value;
+}
+
+/** The Model menu's list of the family, from the catalog; sizes and fit come from showHubSizes. */
+function populateHubModels() {
+  $('#hub-models').append(
+    ...catalog.hub_models.map((m, i) => {
+      const label = el('label', { classes: ['hub-model'] });
+      const input = el('input', { attrs: { type: 'radio', name: 'hub-model', value: m.id } });
+      input.checked = i === 0;
+      input.addEventListener('change', showHubChoice);
+      const shape = ` ${m.label} (${m.id}): ${m.n_layer} layers × ${m.n_head} heads, d_model ${m.n_embd}, ${(m.parameters / 1e6).toFixed(0)}M parameters`;
+      label.append(input, shape, el('span', { classes: ['hub-fit'], attrs: { 'data-id': m.id } }));
+      return label;
+    }),
+  );
+}
+
+/** Each family model's download size (the Hub's headers), the memory it needs, and whether it fits. */
+async function showHubSizes() {
+  $('#hub-size').textContent = 'Checking the sizes on the Hub…';
+  for (const m of catalog.hub_models) {
+    const check = await worker.call('hubCheck', { id: m.id, deviceMemory: deviceMemory() });
+    hubChecks.set(m.id, check);
+    const size = `${check.exact === false ? 'about ' : ''}${formatBytes(check.size)}${check.cached ? ' (in this browser\'s cache)' : ' download'}`;
+    const gpu = check.fit.gpu_bytes ? ` and ${formatBytes(check.fit.gpu_bytes)} of GPU memory` : '';
+    const verdict = { fits: 'fits this device', may_not_fit: 'may not fit this device', does_not_fit: 'does not fit this device' }[check.fit.verdict];
+    const span = document.querySelector(`.hub-fit[data-id="${m.id}"]`);
+    span.textContent = ` — ${size}; needs ${formatBytes(check.fit.tab_bytes)} of memory${gpu}; ${verdict}.`;
+    span.dataset.verdict = check.fit.verdict;
+  }
+  showHubChoice();
+}
+
+/** The chosen family model's line: its size, and what it needs against what this device has. */
+function showHubChoice() {
+  const m = hubModel(hubChoice());
+  const check = hubChecks.get(m.id);
+  if (!check || source() !== 'hub') return;
+  const size = formatBytes(check.size);
+  const download = check.exact === false ? `download of about ${size}` : `${size} download`;
+  $('#hub-size').textContent =
+    (check.cached
+      ? `${m.label} (${size}) is in this browser's cache: loading it needs no download. `
+      : `${m.label} is a ${download} (kept in this browser's cache afterwards). `) + check.fit.message;
+  $('#load').textContent = check.cached ? 'Load from cache' : `Download ${size} and load`;
 }
 
 function onSourceChange() {
@@ -159,7 +199,7 @@ function onSourceChange() {
   $('#url-details').hidden = kind !== 'url';
   $('#load').textContent = 'Load';
   say($('#model-error'), '');
-  if (kind === 'hub') showHubSize().catch((e) => showError($('#model-error'), e));
+  if (kind === 'hub') showHubSizes().catch((e) => showError($('#model-error'), e));
 }
 
 /** A folder request from what the user typed: a folder URL, or the URL of a .safetensors file. */
@@ -168,7 +208,7 @@ function folderOf(text) {
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`"${text}" is not a URL; give one such as ${HUB_BASE}`);
+    throw new Error(`"${text}" is not a URL; give one such as ${catalog.hub_models[0].base}`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('Only http and https URLs can be loaded.');
   if (url.pathname.endsWith('.safetensors')) return { kind: 'folder', base: new URL('.', url).href, weights: url.href };
@@ -180,7 +220,8 @@ function folderOf(text) {
 function chosenModel() {
   const kind = source();
   if (kind === 'fixture') return [{ kind: 'folder', base: embeddedBase() }, { embedded: EMBEDDED }];
-  if (kind === 'hub') return [{ kind: 'folder', base: HUB_BASE }, { hub: HUB_ID }];
+  // The worker checks that the model fits this device before it downloads anything.
+  if (kind === 'hub') return [{ kind: 'hub', id: hubChoice(), deviceMemory: deviceMemory() }, { hub: hubChoice() }];
   if (kind === 'url') {
     const text = $('#model-url').value.trim();
     return [folderOf(text), { url: text }];
@@ -193,11 +234,11 @@ function chosenModel() {
 
 /**
  * How the page loads a spec's model: `{ radio, embedded?, url? }`, or null for a model it
- * cannot load (another Hub model, an unknown shipped one).
+ * cannot load (a Hub model outside the GPT-2 family, an unknown shipped one).
  */
 function loadable(model) {
   if (model?.embedded !== undefined) return SHIPPED[model.embedded] ? { radio: 'fixture', embedded: model.embedded } : null;
-  if (model?.hub !== undefined) return model.hub === HUB_ID ? { radio: 'hub' } : null;
+  if (model?.hub !== undefined) return hubModel(model.hub) ? { radio: 'hub', hub: model.hub } : null;
   if (model?.url !== undefined) return { radio: 'url', url: model.url };
   if (model?.local !== undefined) return { radio: 'file' };
   return null;
@@ -271,7 +312,7 @@ function showModelNote() {
   }
   const how = loadable(named)
     ? 'Load it above to run the experiment, or load another model to run it there.'
-    : 'This page cannot load it: it loads GPT-2 small from the Hub, the models that ship with the app, a URL or local files. Load one of those above to run the experiment on it instead.';
+    : `This page cannot load it: it loads ${catalog.hub_models.map((m) => m.label).join(', ')} from the Hub, the models that ship with the app, a URL or local files. Load one of those above to run the experiment on it instead.`;
   say(box, `The experiment names the model ${modelName(named)}${state.model ? `, but ${modelName(state.model.source)} is loaded` : ''}. ${how}`);
 }
 
@@ -890,6 +931,7 @@ async function openLink({ startup = false } = {}) {
     return true;
   }
   document.querySelector(`input[name="source"][value="${how.radio}"]`).checked = true;
+  if (how.hub) document.querySelector(`input[name="hub-model"][value="${how.hub}"]`).checked = true;
   onSourceChange();
   if (how.embedded) {
     setEmbedded(how.embedded);
@@ -899,7 +941,7 @@ async function openLink({ startup = false } = {}) {
   }
   if (how.url) $('#model-url').value = how.url;
   const line = {
-    hub: 'This link uses GPT-2 small: load it (above) to run the experiment.',
+    hub: `This link uses ${hubModel(model.hub ?? '')?.label}: load it (above) to run the experiment.`,
     url: 'This link loads its model from a URL: press Load to fetch it.',
     file: `This link used a local file (${model.local}): choose it above to run the experiment.`,
   }[how.radio];
@@ -943,6 +985,7 @@ async function main() {
   editor = new Editor(worker, catalog, { onChange: (check) => onSpecChecked(check), model: { embedded: EMBEDDED } });
   compareView = new CompareView(worker, (spec, label) => runSpec(spec, label), catalog);
   populateSensitivity();
+  populateHubModels();
   wire();
   setEmbedded(EMBEDDED);
   await startBackend();

@@ -10,6 +10,7 @@ import init, {
   describeDetect,
   renderHeatmap,
   compareResults,
+  hubFit,
   Session,
   Shown,
 } from '../pkg/patchbay_web.js';
@@ -119,6 +120,25 @@ async function probe({ url, knownSize }) {
   }
 }
 
+/** The GPT-2 family on the Hub, from the core's catalog. */
+let family = null;
+function hubModel(id) {
+  family ??= new Map(JSON.parse(catalog()).hub_models.map((m) => [m.id, m]));
+  const model = family.get(id);
+  if (!model) throw new Error(`${id} is not one of the GPT-2 family on the Hub`);
+  return model;
+}
+
+/**
+ * A family model's download size (the Hub's headers, else the catalog's), whether it is cached,
+ * and whether this backend and a device of `deviceMemory` GiB hold it (the core's hubFit).
+ */
+async function hubCheck({ id, deviceMemory }) {
+  const model = hubModel(id);
+  const size = await probe({ url: model.base + 'model.safetensors', knownSize: model.weights_bytes });
+  return { ...size, fit: JSON.parse(hubFit(id, size.size, deviceMemory ?? undefined)) };
+}
+
 /** GPT-2's tokenizer, which ships with the app for checkpoints that come without one. */
 const APP_TOKENIZER = new URL('../models/gpt2-tokenizer.json', import.meta.url).href;
 
@@ -224,8 +244,14 @@ const commands = {
     }
     return info;
   },
-  probe,
+  hubCheck,
   async load({ source }) {
+    if (source.kind === 'hub') {
+      // Refused before anything is downloaded when this device cannot hold it.
+      const { fit } = await hubCheck(source);
+      if (fit.verdict === 'does_not_fit') throw new Error(fit.message);
+      return loadFolder(hubModel(source.id).base);
+    }
     if (source.kind === 'folder') return loadFolder(source.base, source.weights);
     if (source.kind === 'files') return loadFiles(source.files);
     throw new Error(`unknown source ${source.kind}`);

@@ -197,7 +197,7 @@ test('what the form cannot show is kept, shown read-only and clearable; unloadab
     assert.equal(shared.corruption.method, 'gn');
 
     // Models the page cannot load are named, and nothing runs on another model.
-    for (const model of [{ hub: 'openai-community/gpt2-medium' }, { embedded: 'gpt2-xl' }]) {
+    for (const model of [{ hub: 'EleutherAI/gpt-neo-125m' }, { embedded: 'gpt2-xl' }]) {
       const spec = await variant((s) => ((s.model = model), s));
       const before = await page.evaluate(() => window.patchbay.started);
       await openInPlace(page, await linkOf(page, spec));

@@ -79,6 +79,10 @@ test('no WebGPU: the page falls back to the CPU backend, says so, and gives the 
 /** Serves the fixture model at the Hub's URL; `mode` breaks it in one way. Counts downloads (GETs). */
 async function fakeHub(context, mode = 'ok') {
   const hits = {};
+  // The menu asks the Hub for the size of every GPT-2 of the family; only small is served here.
+  await context.route('https://huggingface.co/openai-community/gpt2-*/**', (route) =>
+    route.fulfill({ status: 404, body: 'Entry not found', headers: { 'access-control-allow-origin': '*' } }),
+  );
   await context.route(`${HUB}**`, async (route) => {
     const name = route.request().url().slice(HUB.length);
     if (route.request().method() === 'GET') hits[name] = (hits[name] ?? 0) + 1;

@@ -301,12 +301,12 @@ test('a link opened on another model than it names says so, and runs nothing on 
     const { results: first } = await ready(page);
     const loaded = 'patchbay-ioi \\(a model that ships with the app\\)';
     const started = await page.evaluate(() => window.patchbay.started);
-    // A model the page cannot load.
-    const unloadable = JSON.stringify({ ...first.spec, model: { hub: 'openai-community/gpt2-medium' } });
+    // A model the page cannot load: a Hub model outside the GPT-2 family.
+    const unloadable = JSON.stringify({ ...first.spec, model: { hub: 'EleutherAI/gpt-neo-125m' } });
     await openInPlace(page, await page.evaluate((s) => window.patchbayApi.link(s), unloadable));
     assert.match(
       await page.locator('#link-status').textContent(),
-      new RegExp(`^This link was made on openai-community/gpt2-medium \\(Hugging Face Hub\\); the page has ${loaded} loaded\\. .*so nothing has run`),
+      new RegExp(`^This link was made on EleutherAI/gpt-neo-125m \\(Hugging Face Hub\\); the page has ${loaded} loaded\\. .*so nothing has run`),
     );
     // A model it can load from a URL: said before Load; loading another one instead runs nothing.
     const url = 'http://127.0.0.1:9/a-model/';

@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+use clap::builder::PossibleValuesParser;
 use patchbay_model::burn::prelude::Device;
-use patchbay_model::{Gpt2Config, SaveDtype};
+use patchbay_model::{GPT2_FAMILY, SaveDtype};
 
 use crate::files::Exit;
 
@@ -16,9 +17,9 @@ const TOKENIZER: &[u8] = include_bytes!("../../../tests/fixtures/models/tiny/tok
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// The shape to make.
-    #[arg(long, value_enum)]
-    shape: Shape,
+    /// The shape to make: one of the GPT-2 family's (patchbay_model::GPT2_FAMILY).
+    #[arg(long, value_parser = PossibleValuesParser::new(GPT2_FAMILY.map(|m| m.name)))]
+    shape: String,
     /// Seeds the weights: the same seed gives the same checkpoint.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -27,34 +28,12 @@ pub struct InitArgs {
     out: PathBuf,
 }
 
-/// The shapes of OpenAI's GPT-2 checkpoints.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Shape {
-    #[value(name = "gpt2-small")]
-    Small,
-    #[value(name = "gpt2-medium")]
-    Medium,
-    #[value(name = "gpt2-large")]
-    Large,
-    #[value(name = "gpt2-xl")]
-    Xl,
-}
-
-impl Shape {
-    /// Layers, heads, width: the Hub configs of openai-community/gpt2, -medium, -large, -xl.
-    pub fn config(self) -> Gpt2Config {
-        let (n_layer, n_head, n_embd) = match self {
-            Shape::Small => (12, 12, 768),
-            Shape::Medium => (24, 16, 1024),
-            Shape::Large => (36, 20, 1280),
-            Shape::Xl => (48, 25, 1600),
-        };
-        Gpt2Config::new(n_layer, n_head, n_embd, 1024)
-    }
-}
-
 pub fn run(args: InitArgs) -> Result<(), Exit> {
-    let config = args.shape.config();
+    let shape = GPT2_FAMILY
+        .iter()
+        .find(|m| m.name == args.shape)
+        .ok_or_else(|| format!("no GPT-2 shape named {}", args.shape))?;
+    let config = shape.config();
     let model = config.init(&Device::flex(), args.seed);
     model
         .save_dir(&args.out, SaveDtype::F32)
@@ -63,9 +42,7 @@ pub fn run(args: InitArgs) -> Result<(), Exit> {
     std::fs::write(&path, TOKENIZER).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!(
         "wrote a seeded {} ({} layers × {} heads, width {}) to {}",
-        args.shape
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_string()),
+        shape.name,
         config.n_layer,
         config.n_head,
         config.n_embd,

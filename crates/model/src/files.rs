@@ -108,13 +108,14 @@ pub(crate) fn read_bounded(
     Ok(bytes)
 }
 
-/// The bytes of the safetensors file `path`, the length of its header and its tensors. The
-/// header is read and checked first (its length bounded, its tensors against the file's size,
-/// and `check` on them) and the tensor data only then.
-pub(crate) fn read_safetensors(
+/// The safetensors file `path`, open, with the length of its header and its tensors. The
+/// header is read and checked (its length bounded, its tensors against the file's size, and
+/// `check` on them); the tensor data stays in the file, for [`read_range`] to read one tensor
+/// at a time, so that a load never holds a second copy of the whole checkpoint.
+pub(crate) fn open_safetensors(
     path: &Path,
     check: impl FnOnce(&Metadata) -> Result<(), ModelError>,
-) -> Result<(Vec<u8>, usize, Metadata), ModelError> {
+) -> Result<(File, usize, Metadata), ModelError> {
     let (mut file, len) = open_regular(path)?;
     let mut bytes = Vec::new();
     read_exact_len(&mut file, path, len.min(8), len < 8, &mut bytes)?;
@@ -122,8 +123,14 @@ pub(crate) fn read_safetensors(
     read_exact_len(&mut file, path, n as u64, false, &mut bytes)?;
     let metadata = parse_header(&bytes, len)?;
     check(&metadata)?;
-    let data = len - bytes.len() as u64;
-    bytes.reserve_exact(data as usize);
-    read_exact_len(&mut file, path, data, true, &mut bytes)?;
-    Ok((bytes, n, metadata))
+    Ok((file, n, metadata))
+}
+
+/// Bytes `start..end` of `file` (at `path`), which must still hold them.
+pub(crate) fn read_range(file: &mut File, path: &Path, start: u64, end: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(start)).map_err(io_error(path))?;
+    let mut bytes = Vec::with_capacity((end - start) as usize);
+    read_exact_len(file, path, end - start, false, &mut bytes)?;
+    Ok(bytes)
 }

@@ -6,6 +6,8 @@
 //! - [`HookPoint`]: every activation, named as TransformerLens names it.
 //! - [`ActivationCache`] records the hooks asked for; [`Intervention`]s edit them, one edit per
 //!   variant of a batch.
+//! - [`GPT2_FAMILY`]: OpenAI's four GPT-2 checkpoints on the Hub; [`LoadFootprint`]: the memory
+//!   a load holds.
 //! - [`Gpt2Tokenizer`]: GPT-2's tokenizer via the `tokenizers` crate.
 //! - [`Gpt2Config::init`]: GPT-2's seeded initialisation, for training; [`Gpt2::to_safetensors`]
 //!   writes a model back as a Hub checkpoint.
@@ -14,8 +16,10 @@ pub mod backend;
 mod cache;
 mod config;
 mod error;
+mod family;
 #[cfg(not(target_family = "wasm"))]
 mod files;
+mod footprint;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod gpt2;
@@ -35,6 +39,8 @@ pub use config::{
     MAX_VOCAB_SIZE,
 };
 pub use error::ModelError;
+pub use family::{GPT2_FAMILY, HubModel};
+pub use footprint::LoadFootprint;
 pub use gpt2::{Attention, Block, Gpt2, LogitsAt, Mlp, Prefix, SplitEmbedding};
 pub use hook::{HookLayout, HookPoint};
 pub use intervention::{EditOp, Hooks, Intervention, Selection};

@@ -107,7 +107,9 @@ pub fn infer_config(safetensors: &[u8]) -> Result<Gpt2Config, ModelError> {
 /// Reads `config.json` and `model.safetensors` from a Hub-layout folder: regular files only
 /// (a FIFO or a device is refused before it is opened), `config.json` within
 /// [`crate::MAX_CONFIG_BYTES`], and the checkpoint's header checked against the config and the
-/// file's size before its tensor data is read.
+/// file's size before its tensor data is read. The tensors are read from the file one at a
+/// time, so the load holds the model and one tensor, not the whole file besides (GPT-2 XL's
+/// float32 file is 6.2 GB).
 #[cfg(not(target_family = "wasm"))]
 pub fn load_gpt2_dir(
     dir: &std::path::Path,
@@ -123,12 +125,20 @@ pub fn load_gpt2_dir(
         .map_err(|_| ModelError::Config("the file is not UTF-8 text".into()))?;
     let config = Gpt2Config::from_json(&config_json)?;
     let table = hub_tensors(&config);
-    let (weights, header_len, metadata) =
-        crate::files::read_safetensors(&dir.join("model.safetensors"), |metadata| {
-            check_tensors(metadata, &config, &table)
-        })?;
-    let file = Checkpoint::new(&weights, header_len, metadata);
-    build(&config, &file, device, max_binding_bytes)
+    let path = dir.join("model.safetensors");
+    let (file, header_len, metadata) =
+        crate::files::open_safetensors(&path, |metadata| check_tensors(metadata, &config, &table))?;
+    let data = Data::File {
+        file: std::cell::RefCell::new(file),
+        path: &path,
+        start: 8 + header_len as u64,
+    };
+    build(
+        &config,
+        &Checkpoint::new(data, metadata),
+        device,
+        max_binding_bytes,
+    )
 }
 
 /// A Hub-layout model folder: the model ([`load_gpt2_dir`]) and its tokenizer
@@ -250,11 +260,47 @@ fn check_info(key: &str, info: &TensorInfo, shape: &[usize]) -> Result<DType, Mo
     }
 }
 
+/// Where a checkpoint's tensor data is: after the header, exactly the length the header
+/// describes.
+enum Data<'a> {
+    /// In memory (the page's download, a test's bytes).
+    Bytes(&'a [u8]),
+    /// In an open file, from byte `start`, read one tensor at a time.
+    #[cfg(not(target_family = "wasm"))]
+    File {
+        file: std::cell::RefCell<std::fs::File>,
+        path: &'a std::path::Path,
+        start: u64,
+    },
+}
+
+impl Data<'_> {
+    /// A copy of bytes `start..end` of the data.
+    fn range(&self, key: &str, start: usize, end: usize) -> Result<Vec<u8>, ModelError> {
+        match self {
+            Data::Bytes(data) => {
+                data.get(start..end)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| ModelError::Truncated {
+                        tensor: key.to_string(),
+                        expected: end as u64,
+                        found: data.len() as u64,
+                    })
+            }
+            #[cfg(not(target_family = "wasm"))]
+            Data::File {
+                file,
+                path,
+                start: at,
+            } => crate::files::read_range(&mut file.borrow_mut(), path, at + start as u64, at + end as u64),
+        }
+    }
+}
+
 /// A safetensors file whose header was parsed (once) and checked against its size, and the
 /// key prefix it uses.
 struct Checkpoint<'a> {
-    /// The tensor data, after the header: exactly the length the header describes.
-    data: &'a [u8],
+    data: Data<'a>,
     metadata: Metadata,
     prefix: &'static str,
 }
@@ -264,14 +310,14 @@ impl<'a> Checkpoint<'a> {
         let len = bytes.len() as u64;
         let n = header_length(bytes, len)?;
         let metadata = parse_header(&bytes[..8 + n], len)?;
-        Ok(Checkpoint::new(bytes, n, metadata))
+        Ok(Checkpoint::new(Data::Bytes(&bytes[8 + n..]), metadata))
     }
 
-    /// The whole file `bytes`, whose header of `header_len` bytes [`parse_header`] read.
-    fn new(bytes: &'a [u8], header_len: usize, metadata: Metadata) -> Self {
+    /// The tensor data `data`, which `metadata` ([`parse_header`]'s) describes.
+    fn new(data: Data<'a>, metadata: Metadata) -> Self {
         let prefix = prefix(&metadata);
         Checkpoint {
-            data: &bytes[8 + header_len..],
+            data,
             metadata,
             prefix,
         }
@@ -297,11 +343,7 @@ impl<'a> Checkpoint<'a> {
         let dtype = check_info(&key, info, &entry.shape)?;
         // The header's offsets are contiguous and end at the data's length (`parse_header`).
         let (start, end) = info.data_offsets;
-        let bytes = self.data.get(start..end).ok_or_else(|| ModelError::Truncated {
-            tensor: key.clone(),
-            expected: end as u64,
-            found: self.data.len() as u64,
-        })?;
-        Ok(TensorData::from_bytes_vec(bytes.to_vec(), entry.shape.clone(), dtype).convert::<f32>())
+        let bytes = self.data.range(&key, start, end)?;
+        Ok(TensorData::from_bytes_vec(bytes, entry.shape.clone(), dtype).convert::<f32>())
     }
 }

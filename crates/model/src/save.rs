@@ -2,10 +2,10 @@
 //! (`wte.weight`, `h.0.attn.c_attn.weight` stored `[in, out]`, ...) and `config.json`, so that
 //! it loads through [`load_gpt2`](crate::load_gpt2) like any GPT-2 from the Hub.
 
-use std::collections::HashMap;
+use std::io::Write;
 
 use burn::tensor::f16;
-use safetensors::tensor::{Dtype, TensorView};
+use serde_json::{Map, Value, json};
 
 use crate::hub::{hub_tensors, param_data};
 use crate::{Gpt2, ModelError};
@@ -18,15 +18,66 @@ pub enum SaveDtype {
     F16,
 }
 
+impl SaveDtype {
+    fn bytes(self) -> usize {
+        match self {
+            SaveDtype::F32 => 4,
+            SaveDtype::F16 => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SaveDtype::F32 => "F32",
+            SaveDtype::F16 => "F16",
+        }
+    }
+}
+
 impl Gpt2 {
     /// The weights as the bytes of a Hub `model.safetensors` (un-prefixed keys, Conv1D layout):
     /// every entry of the Hub key table, checked against the shape the config implies.
     pub fn to_safetensors(&self, dtype: SaveDtype) -> Result<Vec<u8>, ModelError> {
+        let mut bytes = Vec::new();
+        self.write_safetensors(dtype, &mut bytes, |e| {
+            ModelError::Backend(format!("writing the checkpoint: {e}"))
+        })?;
+        Ok(bytes)
+    }
+
+    /// Writes the checkpoint to `out` one tensor at a time, so that saving holds the model and
+    /// one tensor, not a second copy of the whole file: the header first (its offsets follow
+    /// from the shapes), then each tensor in the table's order. `io` names a failed write.
+    fn write_safetensors(
+        &self,
+        dtype: SaveDtype,
+        out: &mut impl Write,
+        io: impl Fn(std::io::Error) -> ModelError,
+    ) -> Result<(), ModelError> {
         let table = hub_tensors(&self.config);
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(table.len());
+        let mut header = Map::new();
+        header.insert("__metadata__".into(), json!({"format": "pt"}));
+        let mut offset = 0;
+        for entry in &table {
+            let end = offset + entry.shape.iter().product::<usize>() * dtype.bytes();
+            header.insert(
+                entry.name.clone(),
+                json!({"dtype": dtype.name(), "shape": entry.shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        let mut header = Value::Object(header).to_string().into_bytes();
+        // The data starts 8-byte aligned, as the safetensors crate writes it.
+        header.resize(header.len().next_multiple_of(8), b' ');
+        out.write_all(&(header.len() as u64).to_le_bytes()).map_err(&io)?;
+        out.write_all(&header).map_err(&io)?;
         for entry in table {
-            let data = param_data(self, entry.slot)
-                .ok_or_else(|| ModelError::Backend(format!("the model has no `{}` to save", entry.name)))?;
+            let Some(data) = param_data(self, entry.slot) else {
+                return Err(ModelError::Backend(format!(
+                    "the model has no `{}` to save",
+                    entry.name
+                )));
+            };
             if data.shape().to_vec() != entry.shape {
                 return Err(ModelError::Shape {
                     name: entry.name,
@@ -35,26 +86,13 @@ impl Gpt2 {
                 });
             }
             let data = data.convert::<f32>();
-            let bytes = match dtype {
-                SaveDtype::F32 => data.as_bytes().to_vec(),
-                SaveDtype::F16 => data.convert::<f16>().as_bytes().to_vec(),
-            };
-            tensors.push((entry.name, entry.shape, bytes));
+            match dtype {
+                SaveDtype::F32 => out.write_all(data.as_bytes()),
+                SaveDtype::F16 => out.write_all(data.convert::<f16>().as_bytes()),
+            }
+            .map_err(&io)?;
         }
-        let st_dtype = match dtype {
-            SaveDtype::F32 => Dtype::F32,
-            SaveDtype::F16 => Dtype::F16,
-        };
-        let views = tensors
-            .iter()
-            .map(|(name, shape, bytes)| {
-                TensorView::new(st_dtype, shape.clone(), bytes)
-                    .map(|view| (name.clone(), view))
-                    .map_err(|e| ModelError::NotSafetensors(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::NotSafetensors(e.to_string()))
+        Ok(())
     }
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if needed).
@@ -70,7 +108,10 @@ impl Gpt2 {
         let config = dir.join("config.json");
         std::fs::write(&config, self.config.to_hub_json()).map_err(io(config.clone()))?;
         let weights = dir.join("model.safetensors");
-        std::fs::write(&weights, self.to_safetensors(dtype)?).map_err(io(weights.clone()))
+        let file = std::fs::File::create(&weights).map_err(io(weights.clone()))?;
+        let mut out = std::io::BufWriter::new(file);
+        self.write_safetensors(dtype, &mut out, |e| io(weights.clone())(e))?;
+        out.flush().map_err(io(weights))
     }
 }
 

@@ -1,8 +1,11 @@
-//! What the page's editor offers, from the core's own lists: the components (and which
+//! What the page offers, from the core's own lists: the GPT-2 family on the Hub (shape,
+//! parameters, where its files are and their size when the Hub's headers cannot be read), and
+//! for the editor the components (and which
 //! controls each has), metrics, directions, dataset tasks and IOI corruptions, windows,
 //! detection rules, Gaussian noise's defaults and what a share link may carry. `index.html`
 //! holds none of these lists.
 
+use patchbay_model::GPT2_FAMILY;
 use patchbay_patching::corruption::gn::{DEFAULT_SAMPLES, DEFAULT_SCALE};
 use patchbay_patching::spec::dataset::{IoiNames, Task};
 use patchbay_patching::spec::limits::MAX_SPEC_BYTES;
@@ -98,8 +101,24 @@ pub fn catalog() -> String {
     let Detect::Sigma(k) = sigma else {
         unreachable!("the default rule is kσ")
     };
+    let hub_models: Vec<serde_json::Value> = GPT2_FAMILY
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "label": m.label,
+                "n_layer": m.n_layer,
+                "n_head": m.n_head,
+                "n_embd": m.n_embd,
+                "parameters": m.config().parameters(),
+                "base": m.base_url(),
+                "weights_bytes": m.weights_bytes(),
+            })
+        })
+        .collect();
     json!({
         "version": SPEC_VERSION,
+        "hub_models": hub_models,
         "components": components,
         "metrics": MetricKind::ALL.map(|m| named(m.name(), m.choice_label())),
         "metric_labels": MetricKind::ALL.map(|m| named(m.name(), m.label())),
@@ -177,5 +196,13 @@ mod tests {
         );
         assert_eq!(templates[IOI_TEMPLATES.len()]["value"], "all");
         assert_eq!(c["link"]["spec_bytes"], 4 << 20);
+        let hub = c["hub_models"].as_array().unwrap();
+        assert_eq!(hub.len(), 4);
+        assert_eq!(hub[3]["id"], "openai-community/gpt2-xl");
+        assert_eq!(hub[3]["parameters"], 1_557_611_200u64);
+        assert_eq!(
+            hub[0]["base"],
+            "https://huggingface.co/openai-community/gpt2/resolve/main/"
+        );
     }
 }

@@ -7,6 +7,7 @@
 mod catalog;
 mod device;
 mod experiment;
+mod fit;
 mod grids;
 mod session;
 mod view;
@@ -14,6 +15,7 @@ mod view;
 pub use catalog::{catalog, describe_detect};
 pub use device::init_backend;
 pub use experiment::parse_spec;
+pub use fit::hub_fit;
 pub use grids::render_heatmap;
 pub use session::{Session, infer_hub_config};
 pub use view::{Shown, compare_results};

@@ -1,0 +1,256 @@
+//! Whether this browser can hold a GPT-2 of the family before its download starts: the memory
+//! the load holds ([`LoadFootprint`]) against what the page reads from the browser (the
+//! backend's binding limit, `navigator.deviceMemory`) and WebAssembly's own ceiling.
+//!
+//! The worker holds the downloaded file as one array (and, at the end of the download, the
+//! chunks it was joined from: twice the file), then `Session.load` copies it into WebAssembly
+//! memory, which never shrinks. So the tab holds the file once in JavaScript and
+//! [`LoadFootprint::host_bytes`] in WebAssembly, and the GPU the parameters.
+
+use patchbay_model::{HubModel, LoadFootprint};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::device;
+
+/// wasm32's memory ceiling: 65,536 pages of 64 KiB.
+pub const WASM32_MAX_BYTES: u64 = 1 << 32;
+
+/// The largest value `navigator.deviceMemory` reports (Chromium caps it at 8 GiB).
+const DEVICE_MEMORY_CAP_GIB: f64 = 8.0;
+
+/// What the page knows of this device.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceFacts {
+    pub on_gpu: bool,
+    /// The backend's largest storage binding and buffer (`None` on the CPU).
+    pub max_binding_bytes: Option<u64>,
+    /// `navigator.deviceMemory`, in GiB, rounded to a power of two (`None`: not given).
+    pub device_memory_gib: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Fits,
+    /// Near what the device reports: it may load, or the tab may run out of memory.
+    MayNotFit,
+    /// Certain not to load: refused before the download.
+    DoesNotFit,
+}
+
+/// What a load needs and whether this device holds it.
+#[derive(Debug, Serialize)]
+pub struct Fit {
+    /// WebAssembly memory at the load's peak.
+    pub wasm_bytes: u64,
+    /// The tab's memory at the peak: the file in JavaScript (twice, as the download ends)
+    /// and WebAssembly's.
+    pub tab_bytes: u64,
+    /// GPU memory: the parameters (0 on the CPU).
+    pub gpu_bytes: u64,
+    pub verdict: Verdict,
+    /// One sentence on what it needs and what this device has.
+    pub message: String,
+}
+
+/// Bytes as the page writes them: "1.52 GB".
+fn gb(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 {
+        format!("{:.2} GB", bytes as f64 / 1e9)
+    } else {
+        format!("{:.0} MB", bytes as f64 / 1e6)
+    }
+}
+
+/// Whether `model`, whose `model.safetensors` has `file_bytes` bytes, fits `device`.
+pub fn fit(model: &HubModel, file_bytes: u64, device: &DeviceFacts) -> Fit {
+    let footprint = LoadFootprint::new(&model.config(), file_bytes);
+    let wasm_bytes = footprint.host_bytes(device.on_gpu);
+    let tab_bytes = (file_bytes + wasm_bytes).max(2 * file_bytes);
+    let gpu_bytes = footprint.device_bytes(device.on_gpu);
+    let on = if device.on_gpu { "on WebGPU" } else { "on the CPU" };
+    let name = model.label;
+    let needs = if device.on_gpu {
+        format!(
+            "{name} needs {} of WebAssembly memory and {} on the GPU to load {on}",
+            gb(wasm_bytes),
+            gb(gpu_bytes)
+        )
+    } else {
+        format!(
+            "{name} needs {} of WebAssembly memory to load {on}",
+            gb(wasm_bytes)
+        )
+    };
+    let (verdict, why) = if wasm_bytes > WASM32_MAX_BYTES {
+        (
+            Verdict::DoesNotFit,
+            format!(
+                "its {} file is copied into WebAssembly memory, which holds at most {} (4 GiB) in any browser",
+                gb(file_bytes),
+                gb(WASM32_MAX_BYTES)
+            ),
+        )
+    } else if let Some(limit) = device.max_binding_bytes.filter(|&l| footprint.largest_tensor > l) {
+        (
+            Verdict::DoesNotFit,
+            format!(
+                "its largest weight matrix has {} bytes and this GPU binds at most {limit} bytes at once",
+                footprint.largest_tensor
+            ),
+        )
+    } else {
+        memory_verdict(tab_bytes, device.device_memory_gib)
+    };
+    let message = match verdict {
+        Verdict::Fits => format!("{needs}; {why}."),
+        Verdict::MayNotFit => format!("{needs}; {why}: it may run out of memory."),
+        Verdict::DoesNotFit => format!("{needs}; {why}, so it cannot load here."),
+    };
+    Fit {
+        wasm_bytes,
+        tab_bytes,
+        gpu_bytes,
+        verdict,
+        message,
+    }
+}
+
+/// Whether the family's model `id`, whose `model.safetensors` has `file_bytes` bytes (the Hub's
+/// headers, or the catalog's size), fits this worker's backend and a device that reports
+/// `device_memory` GiB (`navigator.deviceMemory`).
+#[wasm_bindgen(js_name = hubFit)]
+pub fn hub_fit(id: &str, file_bytes: f64, device_memory: Option<f64>) -> Result<String, JsError> {
+    let model = HubModel::by_id(id)
+        .ok_or_else(|| JsError::new(&format!("{id} is not one of the GPT-2 family on the Hub")))?;
+    let backend = device::current().ok_or_else(|| JsError::new("initBackend must run before hubFit"))?;
+    if !(file_bytes.is_finite() && file_bytes >= 0.0) {
+        return Err(JsError::new(&format!("{file_bytes} is not a file size")));
+    }
+    let facts = DeviceFacts {
+        on_gpu: backend.kind == "wgpu",
+        max_binding_bytes: backend.max_binding_bytes,
+        device_memory_gib: device_memory,
+    };
+    serde_json::to_string(&fit(model, file_bytes as u64, &facts)).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The tab's peak against `navigator.deviceMemory`. The browser rounds the device's memory to
+/// a power of two and caps it, so a report of `r` below the cap means less than `2r`.
+fn memory_verdict(tab_bytes: u64, device_memory_gib: Option<f64>) -> (Verdict, String) {
+    let need = format!("the tab holds {} at the peak", gb(tab_bytes));
+    let Some(r) = device_memory_gib.filter(|r| r.is_finite() && *r > 0.0) else {
+        return (
+            Verdict::Fits,
+            format!("{need}, and this browser does not say how much memory the device has"),
+        );
+    };
+    let reported = (r * (1u64 << 30) as f64) as u64;
+    let says = format!("this device reports {r} GiB (navigator.deviceMemory)");
+    if r < DEVICE_MEMORY_CAP_GIB && tab_bytes as f64 >= 2.0 * reported as f64 {
+        (
+            Verdict::DoesNotFit,
+            format!("{need} and {says}, less than {} GiB", 2.0 * r),
+        )
+    } else if tab_bytes > reported {
+        (Verdict::MayNotFit, format!("{need} and {says}"))
+    } else {
+        (Verdict::Fits, format!("{need} and {says}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchbay_model::GPT2_FAMILY;
+
+    const CPU: DeviceFacts = DeviceFacts {
+        on_gpu: false,
+        max_binding_bytes: None,
+        device_memory_gib: Some(8.0),
+    };
+
+    #[test]
+    fn small_fits_and_xl_never_fits_in_wasm32() {
+        let [small, medium, large, xl] = GPT2_FAMILY;
+        let small_fit = fit(&small, small.weights_bytes(), &CPU);
+        assert_eq!(small_fit.verdict, Verdict::Fits, "{}", small_fit.message);
+        // The file, the float32 weights and the embedding matrix.
+        assert_eq!(small_fit.wasm_bytes, 548_090_880 + 497_759_232 + 154_389_504);
+        let medium_fit = fit(&medium, medium.weights_bytes(), &CPU);
+        assert_eq!(medium_fit.verdict, Verdict::Fits, "{}", medium_fit.message);
+        // Large fits wasm32 on WebGPU (the weights go to the GPU) but not on the CPU.
+        let gpu = DeviceFacts {
+            on_gpu: true,
+            max_binding_bytes: Some(1 << 30),
+            ..CPU
+        };
+        assert_eq!(fit(&large, large.weights_bytes(), &gpu).verdict, Verdict::Fits);
+        let large_cpu = fit(&large, large.weights_bytes(), &CPU);
+        assert_eq!(large_cpu.verdict, Verdict::DoesNotFit);
+        assert!(
+            large_cpu.message.starts_with("GPT-2 large needs 6.60 GB of WebAssembly memory to load on the CPU; its 3.25 GB file is copied into WebAssembly memory, which holds at most 4.29 GB (4 GiB)"),
+            "{}",
+            large_cpu.message
+        );
+        for device in [CPU, gpu] {
+            assert_eq!(fit(&xl, xl.weights_bytes(), &device).verdict, Verdict::DoesNotFit);
+        }
+    }
+
+    #[test]
+    fn device_memory_and_binding_limits_refuse() {
+        let [small, medium, large, _] = GPT2_FAMILY;
+        // Chromium's 1 GiB report: under 2 GiB. Medium's tab peak is 4.67 GB.
+        let one = DeviceFacts {
+            device_memory_gib: Some(1.0),
+            ..CPU
+        };
+        let refused = fit(&medium, medium.weights_bytes(), &one);
+        assert_eq!(refused.verdict, Verdict::DoesNotFit);
+        assert_eq!(refused.tab_bytes, 1_519_955_968 * 2 + 1_419_292_672 + 205_852_672);
+        assert!(
+            refused.message.ends_with("the tab holds 4.67 GB at the peak and this device reports 1 GiB (navigator.deviceMemory), less than 2 GiB, so it cannot load here."),
+            "{}",
+            refused.message
+        );
+        // Small's 1.75 GB lies between 1 and 2 GiB: it may load.
+        assert_eq!(
+            fit(&small, small.weights_bytes(), &one).verdict,
+            Verdict::MayNotFit
+        );
+        // At the cap, 8 GiB means at least 8: never refused on memory alone.
+        let capped = fit(&medium, medium.weights_bytes(), &CPU);
+        assert_eq!(capped.verdict, Verdict::Fits);
+        // Without a report, only wasm32 and the GPU's limits decide.
+        let unknown = DeviceFacts {
+            device_memory_gib: None,
+            ..CPU
+        };
+        assert!(
+            fit(&small, small.weights_bytes(), &unknown)
+                .message
+                .contains("does not say how much memory")
+        );
+        // A GPU that binds 16 MiB: large's 1280 × 5120 MLP matrix (26 MB) cannot be bound.
+        let small_gpu = DeviceFacts {
+            on_gpu: true,
+            max_binding_bytes: Some(16 << 20),
+            device_memory_gib: None,
+        };
+        let bound = fit(&large, large.weights_bytes(), &small_gpu);
+        assert_eq!(bound.verdict, Verdict::DoesNotFit);
+        assert!(
+            bound.message.contains(
+                "its largest weight matrix has 26214400 bytes and this GPU binds at most 16777216 bytes"
+            ),
+            "{}",
+            bound.message
+        );
+        assert_eq!(
+            fit(&small, small.weights_bytes(), &small_gpu).verdict,
+            Verdict::Fits
+        );
+    }
+}
