@@ -180,7 +180,7 @@ try {
   const x = flat(web.results.grid);
   const diff = Math.max(...flat(one.grid).map((v, i) => Math.abs(v - x[i])));
 
-  console.log(`dist: ${dist}; wasm ${MB(statSync(join(dist, 'pkg', 'patchbay_web_bg.wasm')).size)} MB; model: gpt2-small (seeded), ${MB(weights)} MB weights; page vs native grid max abs diff ${diff.toExponential(1)}`);
+  console.log(`dist: ${dist}; wasm ${(statSync(join(dist, 'pkg', 'patchbay_web_bg.wasm')).size / 1e6).toFixed(2)} MB; model: gpt2-small (seeded), ${MB(weights)} MB weights; page vs native grid max abs diff ${diff.toExponential(1)}`);
   console.log(`page: one load, median of 5 forwards and of ${runs} sweeps; native: medians of ${runs} loads and sweeps, of 20 forwards\n`);
   console.log('| measurement | page, CPU fallback s | native 1 thread s | native 2 threads s | page speed / native 1 thread | page speed / native 2 threads |');
   console.log('|---|---|---|---|---|---|');
