@@ -16,7 +16,7 @@ if [ "$(cat "$pkg/stamp" 2>/dev/null)" != "$stamp" ]; then
   # Shrink the bundle (binaryen from npm), with the WebAssembly features browsers support.
   node_modules/.bin/wasm-opt -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$wasm" -o "$wasm.opt"
+    --enable-simd "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
   echo "$stamp" > "$pkg/stamp"
 fi
