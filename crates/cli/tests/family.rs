@@ -11,7 +11,6 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use patchbay_model::burn::prelude::*;
 use patchbay_model::{GPT2_FAMILY, Gpt2, Hooks, LogitsAt, backend, load_dir};
 
 const SEED: u64 = 11;
