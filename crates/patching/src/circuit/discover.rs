@@ -158,7 +158,7 @@ pub async fn run_prepared_circuit(
         let runs = runs_of(batch).await?;
         for (s, v) in sums
             .iter_mut()
-            .zip(eap::attribute(model, &graph, &runs, direction, steps).await?)
+            .zip(eap::attribute(model, &graph, &runs, direction, steps, settings.qk_fix).await?)
         {
             *s += v;
         }
@@ -263,7 +263,8 @@ pub async fn run_prepared_circuit(
 }
 
 /// Refuses a discovery that would cost more than [`MAX_RUN_FLOPS`]: per row, the two runs
-/// twice, a forward and a backward pass per step, and one patched run per exact check.
+/// twice, a forward and a backward pass per step, one patched run per exact check, and the
+/// QK fix's recomputed queries, keys and patterns.
 fn check_cost(
     model: &Gpt2,
     prepared: &Prepared,
@@ -276,7 +277,16 @@ fn check_cost(
     let tokens: f64 = prepared.prompts.iter().map(|p| p.clean.len() as f64).sum();
     let per_pass = samples as f64 * (tokens * layers * 24.0 * d * d + 2.0 * c.vocab_size as f64 * d);
     let passes = 4 + 3 * settings.steps() + exact_runs;
-    let flops = passes as f64 * per_pass;
+    // AtP*'s QK fix: every writer's delta through ln_1, W_Q and W_K of each later layer, and a
+    // pattern row or column per query or key edge and position.
+    let qk_fix = if settings.qk_fix {
+        let max_len = prepared.prompts.iter().map(|p| p.clean.len()).max().unwrap_or(0) as f64;
+        let writers: f64 = (0..c.n_layer).map(|l| (1 + l * (c.n_head + 1)) as f64).sum();
+        samples as f64 * tokens * writers * (4.0 * d * d + 8.0 * c.n_head as f64 * max_len * d)
+    } else {
+        0.0
+    };
+    let flops = passes as f64 * per_pass + qk_fix;
     if flops > MAX_RUN_FLOPS {
         return Err(PatchingError::Spec(format!(
             "this circuit discovery would take about {flops:.1e} floating-point operations ({passes} passes of {} prompts), more than Patchbay's limit of {MAX_RUN_FLOPS:.0e}: use fewer prompts, steps or checked edges",
