@@ -24,6 +24,9 @@ use crate::{ExperimentSpec, PatchingError};
 /// head's query, key and value input apart, `3 n_head` times a plain pass's residual stream.
 const CHUNK_HEAD_INPUTS: usize = 1 << 14;
 
+/// The progress stage of edge attribution; the exact checks follow it.
+pub const ATTRIBUTION_STAGE: &str = "attribution";
+
 /// How many disagreements between attribution and exact patching are reported.
 pub const DISAGREEMENTS: usize = 10;
 
@@ -163,7 +166,7 @@ pub async fn run_prepared_circuit(
             *s += v;
         }
         done += steps;
-        tell(done, "attribution").await?;
+        tell(done, ATTRIBUTION_STAGE).await?;
     }
     let scores: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
     let order = ranking(&scores);
