@@ -19,6 +19,14 @@ Writes tests/fixtures/reference/eap.json for crates/patching/tests/circuit.rs.
   `hook_mlp_in`, the last `hook_resid_post`) averaged over the m points, times the writers'
   clean-minus-corrupt delta (`hook_embed`, `attn.hook_result`, `hook_mlp_out`). With m = 1 this
   is EAP, which the script asserts against `attribution_patch`.
+- EAP with AtP*'s QK fix (Kramár et al. 2024) for the edges into heads' queries and keys is
+  not in TransformerLens either, so it is written here on the same Bridge with the model's own
+  forward pass: for an edge u -> a_l.h_j<q> (or <k>) and a position p, the corrupted run is run
+  again with the writer's clean-minus-corrupt delta at p added to that head's
+  `attn.hook_q_input` (`hook_k_input`) at p alone, the layer's `attn.hook_pattern` is read, and
+  the score is (pattern − corrupted pattern) · ∂M/∂pattern at the corrupted run, summed over p
+  (every writer and position one row of a batch). The script checks it against
+  `attribution_patch`: with the delta scaled by ±ε its central difference over 2ε is EAP.
 - Exact circuits are TransformerLens 4.x's `faithfulness(...)` (every edge outside the circuit
   fed its writer's corrupted contribution, at every position), for the top k edges of the EAP
   ranking: the circuit's metric per prompt.
@@ -47,6 +55,8 @@ DATASET = [("Mary", "John"), ("Alice", "Bob"), ("Sarah", "Tom"), ("Anna", "David
 TEMPLATE = "When {io} and {s} went to the store, {s2} gave a drink to"
 IG_STEPS = 5
 CIRCUIT_SIZES = [5, 20, 100]
+# The QK fix's check against EAP: the central difference of the score with the delta scaled.
+EPSILON = 1e-2
 
 
 def writer_name(node):
@@ -114,6 +124,68 @@ def eap_ig(model, clean, corrupt, metric, steps):
     return scores
 
 
+def writer_deltas(model, clean_w, corrupt_w):
+    """Every writer's clean-minus-corrupt output in Patchbay's order (input, then per layer its
+    heads and its MLP), `[writers, pos, d_model]`, with their names."""
+    names = ["input"]
+    deltas = [(clean_w["hook_embed"] - corrupt_w["hook_embed"])[0]]
+    for layer in range(model.cfg.n_layers):
+        result = f"blocks.{layer}.attn.hook_result"
+        for h in range(model.cfg.n_heads):
+            names.append(f"a{layer}.h{h}")
+            deltas.append((clean_w[result] - corrupt_w[result])[0, :, h])
+        mlp = f"blocks.{layer}.hook_mlp_out"
+        names.append(f"m{layer}")
+        deltas.append((clean_w[mlp] - corrupt_w[mlp])[0])
+    return names, torch.stack(deltas)
+
+
+def qk_fixed(model, clean, corrupt, metric, scale=1.0):
+    """AtP*'s QK fix for one pair: every edge into a head's query or key, summed over positions,
+    scored as the exact change of that head's attention pattern when the edge alone takes its
+    clean value at one position, times ∂M/∂pattern at the corrupted run. `scale` multiplies
+    the delta (for the check against EAP)."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    writers = ap._writer_hook_names(n_layers)
+    patterns = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
+    scores = {}
+    with ap._edge_hook_flags(model):
+        clean_w = ap.capture_writer_outputs(model, clean, names_filter=writers)
+        corrupt_w = ap.capture_writer_outputs(model, corrupt, names_filter=writers)
+        cache = ap.cache_activation_and_gradient(model, corrupt, metric, names_filter=patterns)
+        names, deltas = writer_deltas(model, clean_w, corrupt_w)
+        n_pos = corrupt.shape[1]
+        for layer in range(n_layers):
+            upstream = 1 + layer * (n_heads + 1)
+            # Row u · n_pos + p: writer u's delta at position p alone.
+            rows = upstream * n_pos
+            position = torch.arange(rows) % n_pos
+            delta = scale * deltas[:upstream].reshape(rows, -1)
+            base = cache.activations[patterns[layer]][0]
+            grad = cache.gradients[patterns[layer]][0]
+            for h in range(n_heads):
+                for kind in ("q", "k"):
+
+                    def add(x, hook, h=h):
+                        x = x.clone()
+                        x[torch.arange(rows), position, h] += delta
+                        return x
+
+                    seen = {}
+
+                    def grab(pattern, hook):
+                        seen["pattern"] = pattern.detach()
+
+                    hooks = [(f"blocks.{layer}.attn.hook_{kind}_input", add), (patterns[layer], grab)]
+                    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+                        model(corrupt.repeat(rows, 1))
+                    change = seen["pattern"][:, h] - base[h]
+                    per_writer = (change * grad[h]).sum((1, 2)).reshape(upstream, n_pos).sum(1)
+                    for u in range(upstream):
+                        scores[f"{names[u]}->a{layer}.h{h}<{kind}>"] = float(per_writer[u])
+    return scores
+
+
 def main():
     start = time.time()
     model = TransformerBridge.boot_transformers(str(ROOT / MODEL))
@@ -123,7 +195,7 @@ def main():
         clean = TEMPLATE.format(io=io, s=s, s2=s)
         corrupted = TEMPLATE.format(io=io, s=s, s2=io)
         pairs.append({"clean": clean, "corrupted": corrupted, "answer": f" {io}", "counter_answer": f" {s}"})
-    eap, ig, eap1 = {}, {}, {}
+    eap, ig, eap1, qk, slope = {}, {}, {}, {}, {}
     clean_m, corrupted_m = [], []
     inputs = []
     timing = {}
@@ -150,9 +222,24 @@ def main():
         timing["eap_ig"] = timing.get("eap_ig", 0) + time.time() - t
         for name, v in eap_ig(model, clean, corrupt, metric, 1).items():
             eap1[name] = eap1.get(name, 0.0) + v / len(pairs)
+        t = time.time()
+        for name, v in qk_fixed(model, clean, corrupt, metric).items():
+            qk[name] = qk.get(name, 0.0) + v / len(pairs)
+        timing["eap_qk_fix"] = timing.get("eap_qk_fix", 0) + time.time() - t
+        up = qk_fixed(model, clean, corrupt, metric, EPSILON)
+        down = qk_fixed(model, clean, corrupt, metric, -EPSILON)
+        for name in up:
+            slope[name] = slope.get(name, 0.0) + (up[name] - down[name]) / (2 * EPSILON) / len(pairs)
     largest = max(abs(v) for v in eap.values())
     gap = max(abs(eap1[k] - eap[k]) for k in eap)
     assert gap < 1e-5 * largest, f"the hand-written EAP-IG at one step misses EAP by {gap}"
+    gap = max(abs(slope[k] - eap[k]) for k in slope)
+    assert gap < 1e-3 * largest, f"the QK fix's slope at zero misses EAP by {gap}"
+    # Edges not into a query or key keep their EAP score.
+    qk_fix = {k: qk.get(k, v) for k, v in eap.items()}
+    moved = max(abs(qk_fix[k] - eap[k]) for k in qk)
+    print(f"QK fix: {len(qk)} edges into queries and keys, slope at zero within {gap:.2e} of EAP, "
+          f"largest change {moved:.4g}")
 
     # Exact circuits: the top k edges of TransformerLens's EAP, at every position.
     ranking = sorted(eap, key=lambda k: -abs(eap[k]))
@@ -188,6 +275,7 @@ def main():
         "corrupted_m": corrupted_m,
         "eap": eap,
         "eap_ig": {"steps": IG_STEPS, "scores": ig},
+        "eap_qk_fix": qk_fix,
         "circuits": circuits,
         "seconds": {k: round(v, 3) for k, v in timing.items()},
     }

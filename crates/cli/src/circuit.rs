@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use patchbay_model::load_dir;
-use patchbay_patching::RunOptions;
-use patchbay_patching::circuit::discover::run_circuit;
+use patchbay_patching::circuit::discover::{ATTRIBUTION_STAGE, run_circuit};
 use patchbay_patching::circuit::draw::{circuit_svg, curve_svg};
+use patchbay_patching::{Progress, RunOptions};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -35,6 +35,10 @@ pub struct CircuitArgs {
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Print {"load_s", "attribution_s", "checks_s"} to stderr (for benchmarks): loading the
+    /// model, scoring every edge (the two runs and the gradient passes), the exact checks.
+    #[arg(long)]
+    timings: bool,
 }
 
 /// The file that lists what a run wrote into its folder.
@@ -47,21 +51,40 @@ pub fn run(args: CircuitArgs) -> Result<(), Exit> {
         (Some(out), false) => Some(OutDir::open(out, MANIFEST)?),
         _ => None,
     };
+    let start = std::time::Instant::now();
     let backend = args.backend.create()?;
     let (model, tokenizer) =
         load_dir(&dir, &backend.device, backend.max_binding_bytes).map_err(|e| e.to_string())?;
+    let load_s = start.elapsed().as_secs_f64();
     let quiet = args.quiet;
     let mut report = crate::progress::on_stderr(quiet, "passes ");
+    // When the last attribution batch was reported: the end of attribution.
+    let mut attributed = start.elapsed().as_secs_f64();
+    let mut observe = |p: &Progress| {
+        if p.stage == ATTRIBUTION_STAGE {
+            attributed = start.elapsed().as_secs_f64();
+        }
+        report(p)
+    };
     let results = pollster::block_on(run_circuit(
         &model,
         &tokenizer,
         &spec,
         &RunOptions::default(),
-        &mut report,
+        &mut observe,
     ))
     .map_err(|e| e.to_string())?;
+    let total_s = start.elapsed().as_secs_f64();
     if !quiet {
         eprintln!();
+    }
+    if args.timings {
+        let times = serde_json::json!({
+            "load_s": load_s,
+            "attribution_s": attributed - load_s,
+            "checks_s": total_s - attributed,
+        });
+        eprintln!("{times}");
     }
     let document = serde_json::to_value(&results).map_err(|e| e.to_string())?;
     let Some(mut out) = out else {

@@ -1,6 +1,8 @@
 //! Circuit discovery (crates/patching/src/circuit): the graph's forward pass is the model's;
-//! EAP against TransformerLens 4.3.0's edge-level `attribution_patch`, EAP-IG against the
-//! reference script's autograd implementation and exact circuits against TransformerLens's
+//! EAP against TransformerLens 4.3.0's edge-level `attribution_patch`, EAP-IG and EAP with
+//! AtP*'s QK fix against the reference script's implementations on TransformerLens's hooks
+//! (the QK fix is also closer to the exact effect of edges into queries and keys on the
+//! shipped model than the linear score) and exact circuits against TransformerLens's
 //! `faithfulness` (tests/fixtures/reference/eap.json, from tests/reference/eap_reference.py),
 //! on the fixture model and a 4-prompt IOI dataset, within 1e-4 of the largest score; the exact
 //! check of every edge is the clean run and of none the corrupted run; the `circuit` block of
@@ -131,6 +133,66 @@ fn eap_ig_matches_the_autograd_reference() {
 }
 
 #[test]
+fn eap_with_the_qk_fix_matches_the_reference() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let reference = reference();
+    let results = discover(&model, &tokenizer, &reference_spec(json!({"qk_fix": true})));
+    let err = relative_error(&results, &reference["eap_qk_fix"]);
+    eprintln!("EAP with the QK fix: max error {err:.2e} of the largest score");
+    assert!(err < TOL, "{err}");
+    // The fix moves the edges into queries and keys, and only those.
+    let plain = relative_error(&results, &reference["eap"]);
+    assert!(plain > 100.0 * TOL, "{plain}");
+    for e in &results.edges {
+        if !(e.name.ends_with("<q>") || e.name.ends_with("<k>")) {
+            let expected = reference["eap"][&e.name].as_f64().unwrap();
+            assert!((e.score - expected).abs() < TOL, "{}", e.name);
+        }
+    }
+}
+
+#[test]
+fn on_the_shipped_model_the_qk_fix_is_closer_to_exact_patching() {
+    let (model, tokenizer) = embedded(&backend::cpu());
+    let text = std::fs::read_to_string(root().join("examples/circuit_ioi.json")).unwrap();
+    let mut spec: Value = serde_json::from_str(&text).unwrap();
+    let graph = Graph::new(model.config.n_layer, model.config.n_head);
+    let n = graph.edges.len();
+    let mut errors = Vec::new();
+    let mut scores = Vec::new();
+    for qk_fix in [false, true] {
+        spec["circuit"] = json!({"method": "eap", "qk_fix": qk_fix, "checked": n});
+        let results = discover(
+            &model,
+            &tokenizer,
+            &ExperimentSpec::from_json(&spec.to_string()).unwrap(),
+        );
+        let qk: Vec<f64> = results
+            .edges
+            .iter()
+            .filter(|e| e.name.ends_with("<q>") || e.name.ends_with("<k>"))
+            .map(|e| (e.score - e.exact.unwrap()).abs())
+            .collect();
+        let mean = qk.iter().sum::<f64>() / qk.len() as f64;
+        let worst = qk.iter().cloned().fold(0.0, f64::max);
+        eprintln!(
+            "qk_fix {qk_fix}: {} edges into queries and keys, mean |attribution − exact| {mean:.4}, largest {worst:.4}",
+            qk.len()
+        );
+        errors.push(mean);
+        let by_name: HashMap<String, f64> = results.edges.iter().map(|e| (e.name.clone(), e.score)).collect();
+        scores.push(by_name);
+    }
+    assert!(errors[1] < errors[0], "{errors:?}");
+    // The other edges keep their linear scores.
+    for (name, score) in &scores[0] {
+        if !(name.ends_with("<q>") || name.ends_with("<k>")) {
+            assert!((score - scores[1][name]).abs() < 1e-9, "{name}");
+        }
+    }
+}
+
+#[test]
 fn exact_circuits_match_transformer_lens_faithfulness() {
     let (model, tokenizer) = tiny(&backend::cpu());
     let reference = reference();
@@ -201,16 +263,22 @@ fn the_circuit_block_round_trips_with_its_defaults_left_out() {
         json!({"method": "eap_ig", "ig_steps": 12}),
         json!({"keep": {"threshold": 0.5}, "checked": 3}),
         json!({"keep": {"top": 7}}),
+        json!({"qk_fix": true, "checked": 0}),
     ] {
         let spec = ExperimentSpec::from_json(&with(circuit.clone())).unwrap();
         let text = spec.to_json();
         let written: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(written["circuit"], circuit, "canonical: defaults left out");
         assert_eq!(ExperimentSpec::from_json(&text).unwrap(), spec);
+        assert_eq!(
+            ExperimentSpec::from_json(&text).unwrap().to_json(),
+            text,
+            "byte for byte"
+        );
     }
     // Defaults written out read back as the canonical spec.
     let spelled = ExperimentSpec::from_json(&with(
-        json!({"method": "eap", "ig_steps": 5, "keep": {"top": 100}, "checked": 50}),
+        json!({"method": "eap", "ig_steps": 5, "keep": {"top": 100}, "checked": 50, "qk_fix": false}),
     ))
     .unwrap();
     let written: Value = serde_json::from_str(&spelled.to_json()).unwrap();
@@ -244,6 +312,11 @@ fn the_circuit_block_is_bounded_where_it_is_parsed() {
             "at least 0",
         ),
         (json!({"checked": 5000}), "circuit.checked", "1024"),
+        (
+            json!({"method": "eap_ig", "qk_fix": true}),
+            "circuit.qk_fix",
+            "`\"method\": \"eap\"` only",
+        ),
     ] {
         let mut spec = base.clone();
         spec["circuit"] = circuit.clone();

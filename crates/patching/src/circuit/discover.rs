@@ -24,6 +24,9 @@ use crate::{ExperimentSpec, PatchingError};
 /// head's query, key and value input apart, `3 n_head` times a plain pass's residual stream.
 const CHUNK_HEAD_INPUTS: usize = 1 << 14;
 
+/// The progress stage of edge attribution; the exact checks follow it.
+pub const ATTRIBUTION_STAGE: &str = "attribution";
+
 /// How many disagreements between attribution and exact patching are reported.
 pub const DISAGREEMENTS: usize = 10;
 
@@ -158,12 +161,12 @@ pub async fn run_prepared_circuit(
         let runs = runs_of(batch).await?;
         for (s, v) in sums
             .iter_mut()
-            .zip(eap::attribute(model, &graph, &runs, direction, steps).await?)
+            .zip(eap::attribute(model, &graph, &runs, direction, steps, settings.qk_fix).await?)
         {
             *s += v;
         }
         done += steps;
-        tell(done, "attribution").await?;
+        tell(done, ATTRIBUTION_STAGE).await?;
     }
     let scores: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
     let order = ranking(&scores);
@@ -263,7 +266,8 @@ pub async fn run_prepared_circuit(
 }
 
 /// Refuses a discovery that would cost more than [`MAX_RUN_FLOPS`]: per row, the two runs
-/// twice, a forward and a backward pass per step, and one patched run per exact check.
+/// twice, a forward and a backward pass per step, one patched run per exact check, and the
+/// QK fix's recomputed queries, keys and patterns.
 fn check_cost(
     model: &Gpt2,
     prepared: &Prepared,
@@ -276,7 +280,16 @@ fn check_cost(
     let tokens: f64 = prepared.prompts.iter().map(|p| p.clean.len() as f64).sum();
     let per_pass = samples as f64 * (tokens * layers * 24.0 * d * d + 2.0 * c.vocab_size as f64 * d);
     let passes = 4 + 3 * settings.steps() + exact_runs;
-    let flops = passes as f64 * per_pass;
+    // AtP*'s QK fix: every writer's delta through ln_1, W_Q and W_K of each later layer, and a
+    // pattern row or column per query or key edge and position.
+    let qk_fix = if settings.qk_fix {
+        let max_len = prepared.prompts.iter().map(|p| p.clean.len()).max().unwrap_or(0) as f64;
+        let writers: f64 = (0..c.n_layer).map(|l| (1 + l * (c.n_head + 1)) as f64).sum();
+        samples as f64 * tokens * writers * (4.0 * d * d + 8.0 * c.n_head as f64 * max_len * d)
+    } else {
+        0.0
+    };
+    let flops = passes as f64 * per_pass + qk_fix;
     if flops > MAX_RUN_FLOPS {
         return Err(PatchingError::Spec(format!(
             "this circuit discovery would take about {flops:.1e} floating-point operations ({passes} passes of {} prompts), more than Patchbay's limit of {MAX_RUN_FLOPS:.0e}: use fewer prompts, steps or checked edges",

@@ -15,6 +15,10 @@
 //!   denoising the same rule starts at the corrupted run, so that one step is EAP, as
 //!   TransformerLens 4.x's `ig_steps = 1` is.
 //!
+//! - With AtP*'s QK fix (`qk_fix`, EAP only), the edges into queries and keys are scored
+//!   through the exact attention pattern instead ([`crate::circuit::qk_fix`]), with the pattern's gradient
+//!   from the same backward pass.
+//!
 //! Gradients come from zero-valued probes at every reader's input ([`Probes`]); one backward
 //! pass a step gives every edge of every prompt of the batch, and the sum over positions and
 //! rows is one matrix product per layer, writers' deltas times readers' gradients.
@@ -26,6 +30,7 @@ use patchbay_model::read_f32;
 use crate::circuit::edge_runs::EdgeRuns;
 use crate::circuit::forward::{Probes, forward};
 use crate::circuit::graph::Graph;
+use crate::circuit::qk_fix::qk_scores;
 use crate::{Direction, PatchingError};
 
 fn no_gradient() -> PatchingError {
@@ -35,14 +40,21 @@ fn no_gradient() -> PatchingError {
 }
 
 /// Each edge's attributed effect summed over the batch's prompts (each prompt's mean over its
-/// noise samples), with the gradient averaged over `steps` points (1: EAP).
+/// noise samples), with the gradient averaged over `steps` points (1: EAP); with `qk_fix`
+/// (one step only), the edges into queries and keys by [`crate::circuit::qk_fix`].
 pub async fn attribute(
     model: &Gpt2,
     graph: &Graph,
     runs: &EdgeRuns,
     direction: Direction,
     steps: usize,
+    qk_fix: bool,
 ) -> Result<Vec<f64>, PatchingError> {
+    if qk_fix && steps != 1 {
+        return Err(PatchingError::Spec(
+            "AtP*'s QK fix takes EAP's one gradient, at the base run".into(),
+        ));
+    }
     let (base, source) = (runs.base(direction), runs.source(direction));
     let [rows, len, _] = base.input.dims();
     let device = model.device().autodiff();
@@ -79,6 +91,17 @@ pub async fn attribute(
         let values = read_f32(Tensor::cat(products, 1)).await?;
         for (total, v) in totals.iter_mut().zip(values) {
             *total += v as f64;
+        }
+        if qk_fix {
+            let pattern_grads = probes
+                .patterns
+                .iter()
+                .map(|p| p.grad(&grads).ok_or_else(no_gradient))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (edge, score) in qk_scores(model, graph, &base.writers, &delta, &pattern_grads).await? {
+                let e = graph.edges[edge];
+                totals[e.writer * n_readers + e.reader] = score;
+            }
         }
     }
     Ok(graph

@@ -7,19 +7,69 @@
 //! Each head's query, key and value inputs go through `ln_1` and their own slice of `W_Q`,
 //! `W_K`, `W_V` separately, as TransformerLens's `use_split_qkv_input` computes them; with no
 //! probe and no cut edge, the pass computes the model's own logits (checked against
-//! [`Gpt2::forward`] in the tests).
+//! [`Gpt2::forward`] in the tests). Each layer's attention pattern takes a probe too, and each
+//! run keeps every layer's residual stream, queries and keys, for AtP*'s QK fix
+//! ([`crate::circuit::qk_fix`]).
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::burn::tensor::activation::{gelu_approximate, softmax};
-use patchbay_model::{Gpt2, ModelError};
+use patchbay_model::{Block, Gpt2, ModelError};
 
 use crate::PatchingError;
 use crate::circuit::graph::Graph;
 
-/// The output of every writer of one run, `[rows, len, d_model]` each, by writer index.
+/// The output of every writer of one run, `[rows, len, d_model]` each, by writer index, and
+/// what each layer's attention read.
 #[derive(Clone, Debug)]
 pub struct Writers {
     pub outputs: Vec<Tensor<3>>,
+    /// Per layer.
+    pub attention: Vec<AttentionInputs>,
+}
+
+/// One layer's attention in a run with no edge cut: the residual stream every head reads,
+/// `[rows, len, d_model]`, and the queries and keys, `[rows, n_head, len, d_head]`.
+#[derive(Clone, Debug)]
+pub struct AttentionInputs {
+    pub resid: Tensor<3>,
+    pub q: Tensor<4>,
+    pub k: Tensor<4>,
+}
+
+/// A block's `W_Q`, `W_K`, `W_V` per head, `[3, n_head, d_model, d_head]`, and their biases
+/// `[3, n_head, 1, d_head]`.
+pub fn qkv_weights(block: &Block, n_head: usize) -> (Tensor<4>, Option<Tensor<4>>) {
+    let attn = &block.attn;
+    let [d, three_d] = attn.c_attn.weight.val().dims();
+    let d_head = three_d / 3 / n_head;
+    let w = attn
+        .c_attn
+        .weight
+        .val()
+        .reshape([d, 3, n_head, d_head])
+        .permute([1, 2, 0, 3]);
+    let b = attn
+        .c_attn
+        .bias
+        .as_ref()
+        .map(|b| b.val().reshape([3, n_head, 1, d_head]));
+    (w, b)
+}
+
+/// Causal attention scores `q kᵀ / √d_head` of queries `[.., len_q, d_head]` and keys
+/// `[.., len_k, d_head]` (broadcast over leading dimensions), keys after the query at
+/// `−∞`; both cover positions `0..len`.
+pub fn causal_scores<const D: usize>(q: Tensor<D>, k: Tensor<D>) -> Tensor<D> {
+    let dims = q.dims();
+    let (len, d_head) = (dims[D - 2], dims[D - 1]);
+    let scores = q
+        .matmul(k.swap_dims(D - 2, D - 1))
+        .div_scalar((d_head as f32).sqrt());
+    let shape = scores.dims();
+    let future = Tensor::<2, Bool>::tril_mask([len, len], 0, &scores.device())
+        .unsqueeze::<D>()
+        .expand(shape);
+    scores.mask_fill(future, f32::NEG_INFINITY)
 }
 
 impl Writers {
@@ -54,6 +104,8 @@ pub struct Cut<'a> {
 pub struct Probes {
     /// Per layer, `[3, n_head, rows, len, d_model]`: query, key and value inputs of each head.
     pub heads: Vec<Tensor<5>>,
+    /// Per layer, `[rows, n_head, len, len]`: added to the attention pattern.
+    pub patterns: Vec<Tensor<4>>,
     /// Per layer, `[rows, len, d_model]`.
     pub mlps: Vec<Tensor<3>>,
     /// The final residual stream, `[rows, len, d_model]`.
@@ -68,6 +120,9 @@ impl Probes {
         Probes {
             heads: (0..c.n_layer)
                 .map(|_| Tensor::<5>::zeros([3, c.n_head, rows, len, c.n_embd], device).require_grad())
+                .collect(),
+            patterns: (0..c.n_layer)
+                .map(|_| Tensor::<4>::zeros([rows, c.n_head, len, len], device).require_grad())
                 .collect(),
             mlps: (0..c.n_layer).map(|_| stream()).collect(),
             logits: stream(),
@@ -160,9 +215,8 @@ pub fn forward(
             graph.edges.len()
         ))));
     }
-    let device = input.device();
-    let future = Tensor::<4, Bool>::tril_mask([1, 1, len, len], 0, &device);
     let mut writers: Vec<Tensor<3>> = vec![input.clone()];
+    let mut attention = Vec::new();
     let mut resid = input;
     for (layer, block) in model.blocks.iter().enumerate() {
         // The query, key and value inputs of every head: [3, n_head, rows, len, d].
@@ -181,17 +235,11 @@ pub fn forward(
             x = x + p.heads[layer].clone();
         }
         let attn = &block.attn;
-        // W_Q, W_K, W_V per head: [3, n_head, d, d_head]; their biases [3, n_head, 1, d_head].
-        let w = attn
-            .c_attn
-            .weight
-            .val()
-            .reshape([d, 3, n_head, d_head])
-            .permute([1, 2, 0, 3]);
+        let (w, b) = qkv_weights(block, n_head);
         let normalized = block.ln_1.forward(x).reshape([3, n_head, rows * len, d]);
         let mut qkv = normalized.matmul(w);
-        if let Some(b) = &attn.c_attn.bias {
-            qkv = qkv + b.val().reshape([3, n_head, 1, d_head]);
+        if let Some(b) = b {
+            qkv = qkv + b;
         }
         // [rows, n_head, len, d_head] each.
         let part = |i: usize| {
@@ -201,9 +249,15 @@ pub fn forward(
                 .swap_dims(0, 1)
         };
         let (q, k, v) = (part(0), part(1), part(2));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d_head as f32).sqrt());
-        let mask = future.clone().expand([rows, n_head, len, len]);
-        let pattern = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        let mut pattern = softmax(causal_scores(q.clone(), k.clone()), 3);
+        if let Some(p) = probes {
+            pattern = pattern + p.patterns[layer].clone();
+        }
+        attention.push(AttentionInputs {
+            resid: resid.clone(),
+            q,
+            k,
+        });
         // Each head's z W_O[h]: [n_head, rows, len, d].
         let z = pattern
             .matmul(v)
@@ -261,5 +315,11 @@ pub fn forward(
         .iter()
         .map(|chunk| last.clone().matmul(chunk.val().transpose()))
         .collect();
-    Ok((Tensor::cat(pieces, 1), Writers { outputs: writers }))
+    Ok((
+        Tensor::cat(pieces, 1),
+        Writers {
+            outputs: writers,
+            attention,
+        },
+    ))
 }

@@ -5,7 +5,8 @@
 //! - [`graph`]: the nodes and edges scored (q, k and v inputs of each head apart);
 //! - [`forward`]: the model run as that graph, with gradient probes and cut edges;
 //! - [`edge_runs`]: a batch's clean and corrupted runs as the graph sees them;
-//! - [`eap`]: edge attribution scores, one backward pass a step (needs autodiff);
+//! - [`eap`]: edge attribution scores, one backward pass a step (needs autodiff), and
+//!   [`qk_fix`]: AtP*'s exact attention pattern for the edges into queries and keys;
 //! - [`exact`]: a circuit run with every other edge corrupted, and one edge patched alone;
 //! - [`discover`]: the orchestration (needs autodiff); [`results`] and [`draw`]: what it gives.
 //!
@@ -24,4 +25,6 @@ pub mod edge_runs;
 pub mod exact;
 pub mod forward;
 pub mod graph;
+#[cfg(feature = "autodiff")]
+pub mod qk_fix;
 pub mod results;

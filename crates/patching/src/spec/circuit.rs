@@ -1,7 +1,8 @@
 //! The spec's `circuit` block: how `patchbay circuit` finds a circuit and checks it, as
 //! `{"method": "eap_ig", "ig_steps": 5, "keep": {"top": 50}, "checked": 20}`. Every field has a
 //! default and is left out of the spec's JSON when it has it; `ig_steps` belongs to EAP-IG
-//! alone. Its limits are in [`crate::spec::limits`].
+//! alone, and so does `"qk_fix": true` (AtP*'s QK fix) to EAP. Its limits are in
+//! [`crate::spec::limits`].
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +71,10 @@ pub struct CircuitSpec {
     /// How many of the best-scored edges also get their exact effect, one patched run each.
     #[serde(default = "default_checked", skip_serializing_if = "is_default_checked")]
     pub checked: usize,
+    /// AtP*'s QK fix (Kramár et al. 2024, `eap` only): edges into heads' queries and keys are
+    /// scored through the exact attention pattern ([`crate::circuit::qk_fix`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub qk_fix: bool,
 }
 
 impl Default for CircuitSpec {
@@ -79,6 +84,7 @@ impl Default for CircuitSpec {
             ig_steps: DEFAULT_IG_STEPS,
             keep: Keep::default(),
             checked: DEFAULT_CHECKED,
+            qk_fix: false,
         }
     }
 }
@@ -111,4 +117,8 @@ fn default_checked() -> usize {
 
 fn is_default_checked(n: &usize) -> bool {
     *n == DEFAULT_CHECKED
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }

@@ -195,6 +195,12 @@ pub fn check(spec: &ExperimentSpec) -> Result<(), PatchingError> {
                 "applies to `\"method\": \"eap_ig\"` only; EAP takes one gradient".into(),
             ));
         }
+        if circuit.qk_fix && circuit.method != CircuitMethod::Eap {
+            return Err(field(
+                "circuit.qk_fix",
+                "applies to `\"method\": \"eap\"` only: AtP*'s QK fix replaces the linear step through queries and keys at the one point EAP takes its gradient, the base run; EAP-IG averages gradients along a path of inputs, where the fix's exact attention pattern is not defined".into(),
+            ));
+        }
         match circuit.keep {
             Keep::Top(k) if k > MAX_CIRCUIT_EDGES => {
                 return Err(field(
