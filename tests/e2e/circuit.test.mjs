@@ -161,6 +161,7 @@ test('on the CPU fallback the circuit equals `patchbay circuit`, draws k edges, 
     // Hovering the best edge (drawn on top) names its two ends and gives its score and exact effect.
     await slide(page, 12);
     const best = results.edges[0];
+    await page.locator('#circuit-graph').scrollIntoViewIfNeeded();
     const box = await page.locator('#circuit-graph line.hit[data-rank="1"]').evaluate((line) => {
       const [x1, y1, x2, y2] = ['x1', 'y1', 'x2', 'y2'].map((a) => line[a].baseVal.value);
       const m = line.getScreenCTM();
