@@ -9,6 +9,7 @@ import { CompareView } from './compare.js';
 import { isLink, makeLink, readLink } from './share.js';
 import { modelName, parseSpecText, sameModel, specText } from './spec.js';
 import { LESSONS } from './lessons.js';
+import { CircuitPanel } from './circuit.js';
 
 const params = new URLSearchParams(location.search);
 /**
@@ -58,6 +59,8 @@ window.patchbay = state;
 let catalog;
 let editor;
 let compareView;
+/** The circuit panel (web/circuit.js). */
+let circuitPanel;
 const resultsView = new ResultsView(worker, {
   inspect: (what) => inspect(what),
   drawn: (geometry) => {
@@ -317,7 +320,7 @@ function showModelNote() {
 }
 
 function setRunnable(on) {
-  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run', '#lens-run']) $(id).disabled = !on || Boolean(state.running);
+  for (const id of ['#run-experiment', '#compare-run', '#run', '#sensitivity-run', '#lens-run', '#circuit-run']) $(id).disabled = !on || Boolean(state.running);
 }
 
 // ---------------------------------------------------------------- predictions
@@ -372,6 +375,7 @@ function onSpecChecked(check) {
   // The editor's latest check by the core: the spec text checked, and its error if any.
   state.checked = { spec: check?.spec ?? null, ok: Boolean(check?.ok), error: check?.error?.message ?? null };
   showModelNote();
+  circuitPanel?.showSettings();
   if (check) predict();
 }
 
@@ -562,6 +566,15 @@ async function drawLens() {
   lensMap ??= new HeatmapView($('#lens-map'), worker);
   await lensMap.show({ grid: view.grid, axes: view.axes, title: view.title, label: view.value_label, limit: view.limit });
   state.lensShown = view.key;
+}
+
+// ---------------------------------------------------------------- circuits
+
+/** Finds the circuit of the editor's experiment (web/circuit.js shows it). */
+async function runCircuit() {
+  say($('#circuit-error'), '');
+  requireModel();
+  await circuitPanel.find();
 }
 
 // ---------------------------------------------------------------- method sensitivity
@@ -774,7 +787,13 @@ async function showLesson(index) {
     await drawLens();
     $('#lens-panel').scrollIntoView({ block: 'nearest' });
   }
-  state.lesson = { index, results: state.results, comparison: state.comparison, lens: state.lens };
+  state.circuit = null;
+  $('#circuit').hidden = true;
+  if (step.circuit) {
+    await runCircuit();
+    $('#circuit-panel').scrollIntoView({ block: 'nearest' });
+  }
+  state.lesson = { index, results: state.results, comparison: state.comparison, lens: state.lens, circuit: state.circuit };
 }
 
 function lessonKeys(event) {
@@ -827,6 +846,11 @@ function wire() {
     }),
   );
   $('#lens-view').addEventListener('change', () => drawLens().catch((e) => showError($('#lens-error'), e)));
+  $('#circuit-run').addEventListener('click', () =>
+    runCircuit().catch((error) => {
+      if (error.message !== 'the run was cancelled') showError($('#circuit-error'), error);
+    }),
+  );
   $('#sensitivity-run').addEventListener('click', () =>
     runSensitivity().catch((error) => {
       if (error.message !== 'the run was cancelled') showError($('#sensitivity-error'), error);
@@ -984,6 +1008,8 @@ async function main() {
   catalog = await worker.call('catalog');
   editor = new Editor(worker, catalog, { onChange: (check) => onSpecChecked(check), model: { embedded: EMBEDDED } });
   compareView = new CompareView(worker, (spec, label) => runSpec(spec, label), catalog);
+  circuitPanel = new CircuitPanel(worker, catalog, editor, { run: runInWorker, download, state });
+  circuitPanel.showSettings();
   populateSensitivity();
   populateHubModels();
   wire();

@@ -21,6 +21,8 @@ let session = null;
 let running = null;
 /** Results the page shows, by slot (`main`, `detail`): the core's view of each. */
 const shown = new Map();
+/** The circuit found last (the core's `CircuitView`), drawn at any k on request. */
+let circuitView = null;
 
 const ready = init();
 
@@ -290,6 +292,16 @@ const commands = {
   },
   sensitivity: ({ spec, choices }) => longRun((progress) => requireSession().sensitivity(spec, JSON.stringify(choices), progress)),
   lens: ({ spec }) => longRun((progress) => requireSession().lens(spec, progress)),
+  circuit: ({ spec }) =>
+    longRun(async (progress) => {
+      const view = await requireSession().circuit(spec, progress);
+      circuitView?.free();
+      circuitView = view;
+      return view.summary();
+    }),
+  circuitJson: () => requireCircuit().json(),
+  circuitDraw: ({ k }) => JSON.parse(requireCircuit().draw(k)),
+  circuitHover: ({ rank }) => requireCircuit().hover(rank),
   classes: () => JSON.parse(requireSession().classes()),
   cancel() {
     if (running) running.cancelled = true;
@@ -321,6 +333,11 @@ const commands = {
   compare: ({ a, b, k, captionA, captionB }) =>
     JSON.parse(compareResults(JSON.stringify(a), JSON.stringify(b), k, captionA, captionB)),
 };
+
+function requireCircuit() {
+  if (!circuitView) throw new Error('No circuit has been found yet.');
+  return circuitView;
+}
 
 function shownIn(slot) {
   const view = shown.get(slot);

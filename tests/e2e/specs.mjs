@@ -5,7 +5,9 @@
 // (chosen or default positions, scales, samples, σ texts), windows, generated datasets (IOI of one
 // template or all of them), prompts of different lengths, both dataset normalizations,
 // detection rules (σ, threshold, significance), statistics settings, attribution, noising,
-// every metric, answer sets, prepend_bos on and off, and seeds beyond 2^53. Each spec is written as JSON text, partly leaning on the spec's defaults.
+// every metric, answer sets, prepend_bos on and off, circuit blocks (EAP or EAP-IG, steps, top k
+// or a threshold, edges checked), and seeds beyond 2^53. Each spec is written as JSON text,
+// partly leaning on the spec's defaults.
 // Prompts of different lengths name no positions (the core refuses position numbers for them).
 
 /** mulberry32: a small seeded generator of floats in [0, 1). */
@@ -151,6 +153,15 @@ export function randomSpec(r) {
     if (chance(0.6)) spec.stats.resamples = pick([100, 2500]);
     if (chance(0.6)) spec.stats.permutations = pick([500, 20000]);
     if (chance(0.6)) spec.stats.seed = seed();
+  }
+  // The circuit block (`patchbay circuit` and the page's circuit panel read it); ig_steps is
+  // EAP-IG's alone.
+  if (chance(0.2)) {
+    spec.circuit = {};
+    if (chance(0.6)) spec.circuit.method = pick(['eap', 'eap_ig']);
+    if (spec.circuit.method === 'eap_ig' && chance(0.6)) spec.circuit.ig_steps = 1 + int(10);
+    if (chance(0.6)) spec.circuit.keep = chance(0.7) ? { top: 1 + int(100) } : { threshold: pick([0, 0.01, 0.5, 2.25]) };
+    if (chance(0.5)) spec.circuit.checked = int(60);
   }
   return JSON.stringify(spec).replaceAll('"__BIG__"', BIG_SEED);
 }

@@ -6,7 +6,8 @@
 //! `faithfulness` (tests/fixtures/reference/eap.json, from tests/reference/eap_reference.py),
 //! on the fixture model and a 4-prompt IOI dataset, within 1e-4 of the largest score; the exact
 //! check of every edge is the clean run and of none the corrupted run; the `circuit` block of
-//! the spec, its defaults and limits; and on the shipped model the known path is found.
+//! the spec, its defaults and limits; on the shipped model the known path is found; and the
+//! page's view of a circuit (the top k edges drawn, each edge described) says what it holds.
 
 mod common;
 
@@ -16,6 +17,7 @@ use common::*;
 use patchbay_model::backend;
 use patchbay_model::{Hooks, LogitsAt, read_f32};
 use patchbay_patching::circuit::discover::{log_grid, run_circuit};
+use patchbay_patching::circuit::draw::{circuit_svg, top_svg};
 use patchbay_patching::circuit::edge_runs::EdgeRuns;
 use patchbay_patching::circuit::exact::circuit_m;
 use patchbay_patching::circuit::forward::{forward, input_embedding};
@@ -443,4 +445,57 @@ fn on_the_shipped_model_eap_ig_finds_the_known_path() {
         mean < 0.3 && best < results.circuit.faithfulness - 0.3,
         "{scores:?}"
     );
+}
+
+#[test]
+fn the_top_k_drawing_and_the_edge_descriptions_say_what_was_measured() {
+    let (model, tokenizer) = embedded(&backend::cpu());
+    let text = std::fs::read_to_string(root().join("examples/circuit_ioi.json")).unwrap();
+    let mut spec: Value = serde_json::from_str(&text).unwrap();
+    spec["dataset"]["n"] = json!(4);
+    spec["circuit"] = json!({"keep": {"top": 12}, "checked": 6});
+    let spec = ExperimentSpec::from_json(&spec.to_string()).unwrap();
+    let results = discover(&model, &tokenizer, &spec);
+    let n = results.edges.len();
+    let ranks = |svg: &str| -> Vec<usize> {
+        svg.split("<line data-rank=\"")
+            .skip(1)
+            .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
+            .collect()
+    };
+    for k in [1, 3, 5, 12, n] {
+        let svg = top_svg(&results, k);
+        let mut drawn = ranks(&svg);
+        drawn.sort();
+        assert_eq!(drawn, (1..=k).collect::<Vec<_>>(), "k = {k}");
+        let measured = results.faithfulness_at(k);
+        match measured {
+            Some(f) => assert!(
+                svg.contains(&format!("top {k} of {n} edges, faithfulness {f:.3}")),
+                "k = {k}"
+            ),
+            None => assert!(svg.contains("faithfulness not measured"), "k = {k}"),
+        }
+        // On the curve (0, 1, 2, 5, 10, 20, 50, 100) or the circuit's 12, and nowhere else.
+        assert_eq!(measured.is_some(), [1, 5, 12, n].contains(&k), "k = {k}");
+    }
+    assert_eq!(results.faithfulness_at(12), Some(results.circuit.faithfulness));
+    // The circuit's own drawing is the top k's at its k, under its own title.
+    assert_eq!(ranks(&circuit_svg(&results)), ranks(&top_svg(&results, 12)));
+    for e in &results.edges {
+        let text = e.describe();
+        assert!(text.starts_with(&format!("{} → {}", e.from, e.to)), "{text}");
+        assert!(text.contains(&format!("score {:.4e}", e.score)), "{text}");
+        match e.exact {
+            Some(x) => assert!(text.contains(&format!("exact effect {x:.4e}")), "{text}"),
+            None => assert!(text.contains("exact effect not checked"), "{text}"),
+        }
+        assert_eq!(text.contains("not in the circuit"), !e.in_circuit, "{text}");
+        assert_eq!(e.exact.is_some(), e.rank <= 6, "{text}");
+    }
+    let v = results.edges.iter().find(|e| e.input == "v").unwrap();
+    assert!(v.describe().contains("(its value input)"), "{}", v.describe());
+    for d in &results.disagreements {
+        assert!(d.describe().starts_with(&format!("{}: attribution", d.edge)));
+    }
 }

@@ -2,13 +2,14 @@
 //! parameters, where its files are and their size when the Hub's headers cannot be read), and
 //! for the editor the components (and which
 //! controls each has), metrics, directions, dataset tasks and IOI corruptions, windows,
-//! detection rules, Gaussian noise's defaults and what a share link may carry. `index.html`
-//! holds none of these lists.
+//! detection rules, Gaussian noise's defaults, the circuit block's methods, defaults and limits,
+//! and what a share link may carry. `index.html` holds none of these lists.
 
 use patchbay_model::GPT2_FAMILY;
 use patchbay_patching::corruption::gn::{DEFAULT_SAMPLES, DEFAULT_SCALE};
+use patchbay_patching::spec::circuit::{CircuitMethod, DEFAULT_CHECKED, DEFAULT_IG_STEPS, DEFAULT_TOP};
 use patchbay_patching::spec::dataset::{IoiNames, Task};
-use patchbay_patching::spec::limits::MAX_SPEC_BYTES;
+use patchbay_patching::spec::limits::{MAX_CHECKED_EDGES, MAX_IG_STEPS, MAX_SPEC_BYTES};
 use patchbay_patching::spec::{ATTRIBUTION_AVAILABLE, Normalize, SPEC_VERSION};
 use patchbay_patching::tasks::ioi::IOI_TEMPLATES;
 use patchbay_patching::{Component, Detect, Direction, MetricKind};
@@ -144,8 +145,25 @@ pub fn catalog() -> String {
         "gn": {"scale": DEFAULT_SCALE, "samples": DEFAULT_SAMPLES},
         "link": {"spec_bytes": MAX_SPEC_BYTES, "results_bytes": MAX_LINK_RESULTS_BYTES},
         "attribution": ATTRIBUTION_AVAILABLE,
+        "circuit": circuit(),
     })
     .to_string()
+}
+
+/// The circuit panel's choices: the scoring methods, the ways to keep edges (`circuit.keep`'s
+/// variants), the spec's defaults for its `circuit` block, the largest values it takes, and
+/// AtP*'s QK fix (with the one method that takes it).
+fn circuit() -> serde_json::Value {
+    json!({
+        "methods": CircuitMethod::ALL.map(|m| named(m.name(), m.label())),
+        "keep": [
+            named("top", "the top k edges, k ="),
+            named("threshold", "every edge with |score| at least"),
+        ],
+        "defaults": {"method": CircuitMethod::default().name(), "ig_steps": DEFAULT_IG_STEPS, "top": DEFAULT_TOP, "checked": DEFAULT_CHECKED},
+        "limits": {"ig_steps": MAX_IG_STEPS, "checked": MAX_CHECKED_EDGES},
+        "qk_fix": {"label": "AtP*'s QK fix (EAP only): edges into queries and keys scored through the exact attention pattern", "method": CircuitMethod::Eap.name()},
+    })
 }
 
 /// A detection rule in words, for a value the menu does not offer: "over 1.5σ from the mean".
@@ -204,5 +222,7 @@ mod tests {
             hub[0]["base"],
             "https://huggingface.co/openai-community/gpt2/resolve/main/"
         );
+        assert_eq!(c["circuit"]["methods"][1]["name"], "eap_ig");
+        assert_eq!(c["circuit"]["defaults"]["top"], 100);
     }
 }

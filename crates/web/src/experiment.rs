@@ -24,7 +24,7 @@ pub(crate) fn field_error(e: PatchingError) -> JsValue {
     error.into()
 }
 
-fn parse(spec_json: &str) -> Result<ExperimentSpec, JsValue> {
+pub(crate) fn parse(spec_json: &str) -> Result<ExperimentSpec, JsValue> {
     ExperimentSpec::from_json(spec_json).map_err(field_error)
 }
 
@@ -43,7 +43,7 @@ struct SizeInfo {
 }
 
 /// Tells the page a stage has begun (no patch done yet); errs when it answers to stop.
-async fn stage(observer: &mut JsObserver, stage: &str) -> Result<(), JsValue> {
+pub(crate) async fn stage(observer: &mut JsObserver, stage: &str) -> Result<(), JsValue> {
     let progress = Progress {
         done: 0,
         total: 0,
@@ -83,7 +83,7 @@ struct PromptCheck {
 
 /// Calls the page's progress function, which answers (through a promise, after yielding to the
 /// worker's event loop so that a Cancel message can arrive) whether to go on.
-struct JsObserver(Function);
+pub(crate) struct JsObserver(pub(crate) Function);
 
 impl Observer for JsObserver {
     async fn progress(&mut self, p: &Progress) -> bool {

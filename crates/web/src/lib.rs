@@ -5,6 +5,7 @@
 //! the page keeps no copy of them.
 
 mod catalog;
+mod circuit;
 mod device;
 mod experiment;
 mod fit;
@@ -13,6 +14,7 @@ mod session;
 mod view;
 
 pub use catalog::{catalog, describe_detect};
+pub use circuit::CircuitView;
 pub use device::init_backend;
 pub use experiment::parse_spec;
 pub use fit::hub_fit;

@@ -1,7 +1,8 @@
 //! SVG drawings of circuit discovery's results, written as text: the circuit (nodes laid out by
 //! layer, the input at the bottom and the logits at the top; each kept edge a line whose width
 //! grows with |score|, blue when the score is positive and red when negative, ending at the
-//! left, middle or right of a head for its query, key or value input) and the faithfulness
+//! left, middle or right of a head for its query, key or value input, and carrying its rank as
+//! `data-rank` for the page's hover), the top k edges drawn the same way, and the faithfulness
 //! curve (faithfulness against edges kept, on a log scale of k + 1).
 
 use std::fmt::Write;
@@ -19,6 +20,37 @@ fn escape(text: &str) -> String {
 
 /// The circuit: its kept edges over every node of the graph.
 pub fn circuit_svg(results: &CircuitResults) -> String {
+    let title = format!(
+        "{} circuit: {} edges, faithfulness {:.3}",
+        method(results),
+        results.circuit.edges,
+        results.circuit.faithfulness
+    );
+    edges_svg(results, results.circuit.edges, &title)
+}
+
+/// The `k` best-scored edges (`k` at most every edge), titled with their faithfulness where
+/// exact patching measured it (the circuit, or a point of the curve).
+pub fn top_svg(results: &CircuitResults, k: usize) -> String {
+    let faithfulness = match results.faithfulness_at(k) {
+        Some(f) => format!("faithfulness {f:.3}"),
+        None => "faithfulness not measured".into(),
+    };
+    let title = format!(
+        "{}: top {k} of {} edges, {faithfulness}",
+        method(results),
+        results.edges.len()
+    );
+    edges_svg(results, k, &title)
+}
+
+/// `EAP` or `EAP-IG`.
+fn method(results: &CircuitResults) -> String {
+    results.method.to_uppercase().replace('_', "-")
+}
+
+/// The best `k` edges over every node of the graph, under `title`.
+fn edges_svg(results: &CircuitResults, k: usize, title: &str) -> String {
     let n_layer = results
         .nodes
         .iter()
@@ -47,7 +79,7 @@ pub fn circuit_svg(results: &CircuitResults) -> String {
             _ => (center, y_of(0)),
         }
     };
-    let kept: Vec<_> = results.edges.iter().filter(|e| e.in_circuit).collect();
+    let kept: Vec<_> = results.edges.iter().take(k).collect();
     let largest = kept.iter().map(|e| e.score.abs()).fold(0.0, f64::max);
     let mut svg = String::new();
     let _ = writeln!(
@@ -57,10 +89,8 @@ pub fn circuit_svg(results: &CircuitResults) -> String {
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="white"/>"##);
     let _ = writeln!(
         svg,
-        r##"<text x="{margin}" y="20" font-size="13">{} circuit: {} edges, faithfulness {:.3} (blue: positive score, red: negative; width: |score|)</text>"##,
-        escape(&results.method.to_uppercase().replace('_', "-")),
-        results.circuit.edges,
-        results.circuit.faithfulness
+        r##"<text x="{margin}" y="20" font-size="13">{} (blue: positive score, red: negative; width: |score|)</text>"##,
+        escape(title)
     );
     for layer in 0..n_layer {
         let _ = writeln!(
@@ -86,7 +116,8 @@ pub fn circuit_svg(results: &CircuitResults) -> String {
         let colour = if e.score >= 0.0 { POSITIVE } else { NEGATIVE };
         let _ = writeln!(
             svg,
-            r##"<line x1="{x1:.1}" y1="{:.1}" x2="{x2:.1}" y2="{:.1}" stroke="{colour}" stroke-width="{w:.2}" stroke-opacity="0.75"><title>{} score {:.4e}{}</title></line>"##,
+            r##"<line data-rank="{}" x1="{x1:.1}" y1="{:.1}" x2="{x2:.1}" y2="{:.1}" stroke="{colour}" stroke-width="{w:.2}" stroke-opacity="0.75"><title>{} score {:.4e}{}</title></line>"##,
+            e.rank,
             y1 - r,
             y2 + r,
             escape(&e.name),
@@ -136,7 +167,7 @@ pub fn curve_svg(results: &CircuitResults) -> String {
     let _ = writeln!(
         svg,
         r##"<text x="{left}" y="22" font-size="13">Faithfulness of the top k edges ({}, exact patching)</text>"##,
-        escape(&results.method.to_uppercase().replace('_', "-"))
+        escape(&method(results))
     );
     for f in [0.0, 1.0] {
         let _ = writeln!(

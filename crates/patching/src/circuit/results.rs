@@ -105,6 +105,32 @@ impl EdgeScore {
     }
 }
 
+impl EdgeScore {
+    /// What the edge connects and what is known of it, in words: `a0.h1 → a2.h3 (its value
+    /// input): score 1.2345e-1, exact effect 1.0123e-1 (rank 3, in the circuit)`.
+    pub fn describe(&self) -> String {
+        let input = match self.input {
+            "q" => " (its query input)",
+            "k" => " (its key input)",
+            "v" => " (its value input)",
+            _ => "",
+        };
+        let exact = match self.exact {
+            Some(x) => format!("exact effect {x:.4e}"),
+            None => "exact effect not checked".into(),
+        };
+        let kept = if self.in_circuit {
+            "in the circuit"
+        } else {
+            "not in the circuit"
+        };
+        format!(
+            "{} → {}{input}: score {:.4e}, {exact} (rank {}, {kept})",
+            self.from, self.to, self.score, self.rank
+        )
+    }
+}
+
 /// The circuit run by exact patching.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CircuitCheck {
@@ -163,7 +189,26 @@ fn number(v: f64) -> String {
     format!("{v}")
 }
 
+impl Disagreement {
+    /// `a0.h1->a2.h3<v>: attribution 1.2345e-1, exact 1.0123e-1, difference 2.2220e-2`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: attribution {:.4e}, exact {:.4e}, difference {:.4e}",
+            self.edge, self.attribution, self.exact, self.difference
+        )
+    }
+}
+
 impl CircuitResults {
+    /// The faithfulness of the top `k` edges where exact patching measured it: the circuit's,
+    /// or a point of the curve.
+    pub fn faithfulness_at(&self, k: usize) -> Option<f64> {
+        if k == self.circuit.edges {
+            return Some(self.circuit.faithfulness);
+        }
+        self.curve.iter().find(|p| p.edges == k).map(|p| p.faithfulness)
+    }
+
     /// Every edge as CSV: `rank,edge,from,to,input,score,exact,in_circuit`.
     pub fn edges_csv(&self) -> String {
         let mut out = String::from("rank,edge,from,to,input,score,exact,in_circuit\n");

@@ -26,6 +26,16 @@ pub enum CircuitMethod {
 }
 
 impl CircuitMethod {
+    pub const ALL: [CircuitMethod; 2] = [CircuitMethod::Eap, CircuitMethod::EapIg];
+
+    /// What the page's menu calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CircuitMethod::Eap => "EAP: one gradient, at the base run",
+            CircuitMethod::EapIg => "EAP-IG: gradients averaged along the path",
+        }
+    }
+
     /// The name used in specs and results.
     pub fn name(self) -> &'static str {
         match self {
