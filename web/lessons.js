@@ -134,4 +134,28 @@ export const LESSONS = [
     spec: base,
     lens: 'dla_heads_clean',
   },
+  {
+    title: 'What attribution gets wrong, and how the exact check catches it',
+    text:
+      'Circuit discovery asks which connections carry the behaviour. Edge attribution patching (EAP) scores all 100 ' +
+      'edges of this model at once, over 20 IOI prompts, with one gradient: score = (clean − corrupted input) · ' +
+      '∂(logit difference)/∂input. That is a straight-line guess at what patching the edge would do. The exact check ' +
+      'then patches: the top 10 edges kept with every other edge corrupted (faithfulness: 1 is the clean run, 0 the ' +
+      'corrupted one), and the 20 best-scored edges one at a time, beside their scores (the list below the drawing).',
+    claim:
+      'EAP ranks the edge from the input into head 0.0\'s query only 12th, with a score of about 0.9; patched exactly ' +
+      'it restores about 26.2 of the 27.8 logit difference, more than any other edge, and it tops the disagreements. ' +
+      'Without it the top 10 edges give faithfulness about −0.05: attribution left out the root of the path.',
+    question:
+      'A query changes the logits through a softmax that is saturated here, where the gradient is nearly flat. Switch ' +
+      'the method to EAP-IG, or tick AtP*\'s QK fix, and find the circuit again: where does that edge rank now?',
+    spec: {
+      ...base,
+      prompts: [],
+      dataset: { task: 'ioi', n: 20, seed: 2, names: 's2', template: 0 },
+      target: { component: 'z', positions: 'all' },
+      circuit: { method: 'eap', keep: { top: 10 }, checked: 20 },
+    },
+    circuit: true,
+  },
 ];

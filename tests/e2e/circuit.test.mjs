@@ -3,7 +3,7 @@
 // --json` on the same spec, on the CPU fallback and on WebGPU; the k slider draws k edges;
 // hovering an edge names its two ends and its score; the exported circuit.json is the results
 // shown; the panel writes the spec's circuit block, and a share link carries it and reproduces
-// the same scores.
+// the same scores; AtP*'s QK fix, offered for EAP, gives the CLI's scores too.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -202,6 +202,16 @@ test('on the CPU fallback the circuit equals `patchbay circuit`, draws k edges, 
     const reopened = await findCircuit(again.page);
     const max = agree(reopened.results, results, 'the share link rerun');
     assert.equal(max, 0, 'the same backend gives the same numbers');
+
+    // AtP*'s QK fix: offered for EAP alone, written to the block, and the page's scores are the CLI's.
+    assert.equal(await page.locator('#circuit-qk-fix').isDisabled(), true, 'EAP-IG takes no QK fix');
+    await page.locator('#circuit-method').selectOption('eap');
+    await page.locator('#circuit-qk-fix').check();
+    const fixed = JSON.parse(await page.evaluate(() => window.patchbayApi.editor()));
+    assert.deepEqual(fixed.circuit, { keep: { top: 12 }, checked: 8, qk_fix: true });
+    const qk = await findCircuit(page);
+    assert.equal(qk.results.spec.circuit.qk_fix, true);
+    agree(qk.results, cliCircuit(qk.results.spec), 'EAP with the QK fix on the CPU');
     assert.deepEqual(problems, []);
     assert.deepEqual(again.problems, []);
   } finally {

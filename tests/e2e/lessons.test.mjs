@@ -85,6 +85,22 @@ const CLAIMS = [
     assert.ok(Math.abs(head(dla, 0, 0) - 0.3) < 0.1, `0.0 writes ${head(dla, 0, 0)} directly`);
     assert.ok(head(results.grid, 0, 0) > 0.9, 'patching ranks 0.0 first');
   },
+  ({ circuit }) => {
+    const r = circuit.results;
+    assert.equal(r.method, 'eap');
+    assert.equal(r.prompts, 20);
+    const query = r.edges.find((e) => e.name === 'input->a0.h0<q>');
+    assert.equal(query.rank, 12, 'EAP ranks the query edge 12th');
+    assert.ok(Math.abs(query.score - 0.9) < 0.1, `its score ${query.score}`);
+    assert.ok(Math.abs(query.exact - 26.2) < 0.1, `its exact effect ${query.exact}`);
+    assert.ok(Math.abs(r.clean_metric - r.corrupted_metric - 27.8) < 0.1, 'of 27.8');
+    assert.ok(r.edges.every((e) => e.exact === undefined || e.exact <= query.exact), 'more than any other edge checked');
+    assert.equal(r.disagreements[0].edge, 'input->a0.h0<q>', 'the largest disagreement');
+    assert.equal(query.in_circuit, false);
+    assert.equal(r.circuit.edges, 10);
+    assert.ok(Math.abs(r.circuit.faithfulness + 0.05) < 0.01, `faithfulness ${r.circuit.faithfulness}`);
+    assert.equal(circuit.disagreements.length, r.disagreements.length, 'the disagreements are listed');
+  },
 ];
 
 test('with the network blocked, the page opens on a heatmap of the embedded model', async () => {
