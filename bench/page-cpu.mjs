@@ -1,8 +1,9 @@
 // The page on the CPU fallback against the native CLI on the same machine, on a GPT-2-small-shaped
 // model (seeded, `patchbay init --shape gpt2-small --seed 0`, generated in a temp dir and deleted
 // after). A benchmark, not a test: it prints a Markdown table and asserts nothing.
-//   node bench/page-cpu.mjs [DIST] [runs]
-// DIST is a built page (scripts/build-web.sh's dist/, the default), so two builds can be compared.
+//   node bench/page-cpu.mjs [DIST] [runs] [shape]
+// DIST is a built page (scripts/build-web.sh's dist/, the default), so two builds can be compared;
+// shape is one of the GPT-2 family's (`gpt2-small`, the default, or `gpt2-medium`: 1.42 GB).
 //
 // In headless Chromium without WebGPU it times, inside the page: loading the model through the URL
 // source (same origin, so no Cache Storage copy); a forward pass (the Predict button: the 15-token
@@ -22,6 +23,7 @@ import { serve } from '../tests/e2e/server.mjs';
 
 const dist = resolve(process.argv[2] ?? join(ROOT, 'dist'));
 const runs = Number(process.argv[3] ?? 3);
+const shape = process.argv[4] ?? 'gpt2-small';
 const bin = join(ROOT, 'target', 'release', 'patchbay');
 const PROMPT = 'When Mary and John went to the store, John gave a drink to';
 
@@ -162,15 +164,15 @@ const flat = (g) => (Array.isArray(g) ? g.flatMap(flat) : [g]);
 const work = mkdtempSync(join(tmpdir(), 'patchbay-page-cpu-'));
 try {
   const model = join(work, 'model');
-  execFileSync(bin, ['init', '--shape', 'gpt2-small', '--seed', '0', '--out', model], { stdio: 'ignore' });
+  execFileSync(bin, ['init', '--shape', shape, '--seed', '0', '--out', model], { stdio: 'ignore' });
   const weights = statSync(join(model, 'model.safetensors')).size;
   // The page's files and the model under one origin: the model URL is same-origin, as a deployment's would be.
   const site = join(work, 'site');
   mkdirSync(site);
   for (const name of readdirSync(dist)) symlinkSync(join(dist, name), join(site, name));
-  symlinkSync(model, join(site, 'gpt2-small'));
+  symlinkSync(model, join(site, shape));
   const server = await serve(site, 0);
-  const web = await page(server, `${server.url}gpt2-small/`);
+  const web = await page(server, `${server.url}${shape}/`);
   await server.close();
 
   const specFile = join(work, 'spec.json');
@@ -180,11 +182,11 @@ try {
   const x = flat(web.results.grid);
   const diff = Math.max(...flat(one.grid).map((v, i) => Math.abs(v - x[i])));
 
-  console.log(`dist: ${dist}; wasm ${(statSync(join(dist, 'pkg', 'patchbay_web_bg.wasm')).size / 1e6).toFixed(2)} MB; model: gpt2-small (seeded), ${MB(weights)} MB weights; page vs native grid max abs diff ${diff.toExponential(1)}`);
+  console.log(`dist: ${dist}; wasm ${(statSync(join(dist, 'pkg', 'patchbay_web_bg.wasm')).size / 1e6).toFixed(2)} MB; model: ${shape} (seeded), ${MB(weights)} MB weights; page vs native grid max abs diff ${diff.toExponential(1)}`);
   console.log(`page: one load, median of 5 forwards and of ${runs} sweeps; native: medians of ${runs} loads and sweeps, of 20 forwards\n`);
   console.log('| measurement | page, CPU fallback s | native 1 thread s | native 2 threads s | page speed / native 1 thread | page speed / native 2 threads |');
   console.log('|---|---|---|---|---|---|');
-  for (const [key, name] of [['load', 'load the model'], ['forward', 'one forward pass (last-position logits)'], ['sweep', 'IOI resid_pre sweep (180 patches)']]) {
+  for (const [key, name] of [['load', 'load the model'], ['forward', 'one forward pass (last-position logits)'], ['sweep', 'IOI resid_pre sweep (layer × position)']]) {
     const pct = (n) => `${((100 * n[key]) / web[key]).toFixed(0)}%`;
     console.log(`| ${name} | ${web[key].toFixed(3)} | ${one[key].toFixed(3)} | ${two[key].toFixed(3)} | ${pct(one)} | ${pct(two)} |`);
   }

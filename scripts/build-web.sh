@@ -25,7 +25,7 @@ rm -rf dist
 mkdir -p dist/models
 cp -r "$pkg" dist/pkg
 rm dist/pkg/stamp
-cp index.html manifest.webmanifest dist/
+cp index.html bench.html manifest.webmanifest dist/
 cp -r web dist/web
 # The models that ship with the app: the trained patchbay-ioi (the default) and the random test
 # fixture; and GPT-2's tokenizer, for checkpoints that come without one.

@@ -5,6 +5,8 @@
 import init, {
   initBackend,
   inferConfig,
+  safetensorsStart,
+  ModelStream,
   parseSpec,
   catalog,
   describeDetect,
@@ -98,6 +100,75 @@ async function fetchBytes(url, what) {
   return { bytes, fromCache };
 }
 
+/**
+ * Streams the body at `url` into `consume(chunk, size)` chunk by chunk, with progress, and
+ * returns whether it came from Cache Storage. `size` is the file's size when the response says
+ * it (and the bytes are not re-encoded on the way), else undefined. A remote file is written to
+ * Cache Storage as it is read, so a second visit reads it from there; nothing holds the whole
+ * file. If `consume` throws, the download (and its caching) stops.
+ */
+async function streamBody(url, what, consume) {
+  const cache = sameOrigin(url) ? null : await caches.open(CACHE_NAME).catch(() => null);
+  let response = cache ? await cache.match(url) : undefined;
+  const fromCache = Boolean(response);
+  const abort = new AbortController();
+  if (!response) response = await fetchResponse(url, { signal: abort.signal });
+  const length = Number(response.headers.get('content-length')) || 0;
+  const encoded = (response.headers.get('content-encoding') ?? 'identity') !== 'identity';
+  const size = length && !encoded ? length : undefined;
+  let body = response.body;
+  let caching = null;
+  if (cache && !fromCache) {
+    const [mine, copy] = body.tee();
+    body = mine;
+    const headers = { 'content-type': 'application/octet-stream' };
+    if (size) headers['content-length'] = String(size);
+    // A full disk or a private window may refuse to cache; the model still loads.
+    caching = cache.put(url, new Response(copy, { headers })).catch(() => {});
+  }
+  const reader = body.getReader();
+  let loaded = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      consume(value, size);
+      loaded += value.length;
+      progress(what, loaded, length, false);
+    }
+  } catch (error) {
+    abort.abort();
+    reader.cancel().catch(() => {});
+    throw error;
+  }
+  progress(what, loaded, length, true);
+  await caching;
+  return { fromCache };
+}
+
+/**
+ * A checkpoint of the shape `config` pushed into WebAssembly as it arrives (the core's
+ * ModelStream), for Session.load.
+ */
+function modelStream(config) {
+  let stream = null;
+  return {
+    push(chunk, size) {
+      stream ??= new ModelStream(config, size);
+      stream.push(chunk);
+    },
+    /** The stream, once every byte is in (an empty file gives an empty one), handed over. */
+    done(size) {
+      const whole = stream ?? new ModelStream(config, size);
+      stream = null;
+      return whole;
+    },
+    free() {
+      stream?.free();
+    },
+  };
+}
+
 async function fetchOptional(url, what) {
   try {
     return (await fetchBytes(url, what)).bytes;
@@ -164,11 +235,18 @@ async function loadFolder(base, weightsUrl = base + 'model.safetensors') {
       note = '; no tokenizer files there: GPT-2 tokenizer from the app';
     }
   }
-  const weights = await fetchBytes(weightsUrl, 'model.safetensors');
-  // The folder's known circuit, if it ships one (the app's own models do).
-  const circuits = await fetchOptional(base + 'circuits.json', 'circuits.json');
-  const origin = sameOrigin(weightsUrl) ? 'shipped with the app' : weights.fromCache ? 'from the browser cache' : 'downloaded';
-  return open(config, weights.bytes, tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin + note);
+  requireIdle();
+  const weights = modelStream(config);
+  try {
+    const { fromCache } = await streamBody(weightsUrl, 'model.safetensors', (chunk, size) => weights.push(chunk, size));
+    // The folder's known circuit, if it ships one (the app's own models do).
+    const circuits = await fetchOptional(base + 'circuits.json', 'circuits.json');
+    const origin = sameOrigin(weightsUrl) ? 'shipped with the app' : fromCache ? 'from the browser cache' : 'downloaded';
+    return open(weights.done(), tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin + note);
+  } catch (error) {
+    weights.free();
+    throw error;
+  }
 }
 
 /** Loads files the user picked: model.safetensors, and config.json / tokenizer files if given. */
@@ -176,15 +254,17 @@ async function loadFiles(files) {
   const byName = new Map(files.map((f) => [f.name, f]));
   const weightsFile = files.find((f) => f.name.endsWith('.safetensors'));
   if (!weightsFile) throw new Error('Pick a .safetensors file (the model weights), with config.json if you have it.');
-  const weights = new Uint8Array(await weightsFile.arrayBuffer());
   const text = async (name) => (byName.has(name) ? await byName.get(name).text() : null);
+  const bytes = async (blob) => new Uint8Array(await blob.arrayBuffer());
   let config = await text('config.json');
   let note = '';
   if (config === null) {
-    config = inferConfig(weights);
+    // The shape from the header alone: the file's first bytes, up to its tensor data.
+    const start = safetensorsStart(await bytes(weightsFile.slice(0, 8)), weightsFile.size);
+    config = inferConfig(await bytes(weightsFile.slice(0, start)), weightsFile.size);
     note = ' (no config.json: shape read from the weights, 64-dimensional heads assumed as in every GPT-2)';
   }
-  let tokenizer = byName.has('tokenizer.json') ? new Uint8Array(await byName.get('tokenizer.json').arrayBuffer()) : null;
+  let tokenizer = byName.has('tokenizer.json') ? await bytes(byName.get('tokenizer.json')) : null;
   const vocab = await text('vocab.json');
   const merges = await text('merges.txt');
   if (!tokenizer && !(vocab && merges)) {
@@ -192,13 +272,34 @@ async function loadFiles(files) {
     tokenizer = (await fetchBytes(APP_TOKENIZER, 'tokenizer.json')).bytes;
     note += '; GPT-2 tokenizer from the app';
   }
-  return open(config, weights, tokenizer, vocab, merges, await text('circuits.json'), `from ${weightsFile.name}${note}`);
+  requireIdle();
+  const weights = modelStream(config);
+  try {
+    const reader = weightsFile.stream().getReader();
+    let loaded = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      weights.push(value, weightsFile.size);
+      loaded += value.length;
+      progress(weightsFile.name, loaded, weightsFile.size);
+    }
+    progress(weightsFile.name, loaded, weightsFile.size, true);
+    return open(weights.done(weightsFile.size), tokenizer, vocab, merges, await text('circuits.json'), `from ${weightsFile.name}${note}`);
+  } catch (error) {
+    weights.free();
+    throw error;
+  }
 }
 
-function open(config, weights, tokenizer, vocab, merges, circuits, origin) {
+function requireIdle() {
   if (running) throw new Error('Wait for the running experiment to finish, or cancel it, before loading another model.');
+}
+
+function open(weights, tokenizer, vocab, merges, circuits, origin) {
+  requireIdle();
   // The previous model stays until the new one has loaded: a failed load leaves it usable.
-  const next = Session.load(config, weights, tokenizer, vocab, merges, circuits ?? undefined);
+  const next = Session.load(weights, tokenizer, vocab, merges, circuits ?? undefined);
   session?.free();
   session = next;
   return { info: session.info(), origin };
@@ -257,6 +358,15 @@ const commands = {
     if (source.kind === 'folder') return loadFolder(source.base, source.weights);
     if (source.kind === 'files') return loadFiles(source.files);
     throw new Error(`unknown source ${source.kind}`);
+  },
+  /** A seeded GPT-2 of one of the family's shapes, built here (bench.html): no download. */
+  async seeded({ shape, seed }) {
+    requireIdle();
+    const tokenizer = (await fetchBytes(APP_TOKENIZER, 'tokenizer.json')).bytes;
+    const next = Session.seeded(shape, seed, tokenizer);
+    session?.free();
+    session = next;
+    return { info: session.info() };
   },
   tokenize: ({ text, bos }) => requireSession().tokenize(text, bos),
   async predict({ text, bos, k }) {

@@ -208,7 +208,8 @@ test('a URL: loads from another origin that allows it, and explains 404s and COR
 
 /** A random Hub-layout checkpoint whose 19.3 MB token embedding exceeds a 16 MiB binding. */
 function randomCheckpoint(dir) {
-  const [nLayer, nHead, d, nPos, vocab] = [2, 2, 96, 16, 50257];
+  // Heads 64 wide, as in every OpenAI GPT-2, so that the page can read the shape without config.json.
+  const [nLayer, nHead, d, nPos, vocab] = [2, 2, 128, 16, 50257];
   let seed = 12345;
   const rand = () => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
@@ -259,7 +260,7 @@ function randomCheckpoint(dir) {
   );
 }
 
-test('local files on a WebGPU device limited to 16 MiB bindings: the embedding is split and the logits equal the CLI\'s', async () => {
+test('local files on a WebGPU device limited to 16 MiB bindings: the embedding is split and the logits equal the CLI\'s, with or without config.json', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'patchbay-split-'));
   randomCheckpoint(dir);
   // The CLI needs a tokenizer file; the page uses the GPT-2 tokenizer it ships with.
@@ -288,6 +289,16 @@ test('local files on a WebGPU device limited to 16 MiB bindings: the embedding i
     const err = maxAbsDiff(state.prediction.logits, cli.logits);
     console.log(`split embedding on WebGPU vs native CLI: max abs error ${err.toExponential(2)}`);
     assert.ok(err <= TOL, `${err}`);
+
+    // The weights alone: the shape is read from the file's header, and the logits are the same.
+    await page.locator('#files').setInputFiles([join(dir, 'model.safetensors')]);
+    await page.evaluate(() => {
+      window.patchbay.prediction = null;
+    });
+    await page.locator('#load').click();
+    const inferred = await waitForPrediction(page);
+    assert.match(await page.locator('#model-status').textContent(), /no config\.json: shape read from the weights/);
+    assert.deepEqual(inferred.prediction.logits, state.prediction.logits, 'the same model without its config.json');
 
     // A truncated local file names the tensor it cuts off.
     const cut = join(dir, 'cut.safetensors');

@@ -116,17 +116,22 @@ pub(crate) fn assemble(
 ) -> Result<Gpt2, ModelError> {
     let mut parts = Parts { take, device };
     let d = config.n_embd;
-    // Split on the host: the whole matrix may not fit in one device buffer.
-    let wte = (parts.take)(Slot::Wte)?
-        .try_into_vec_as::<f32>()
-        .map_err(|e| ModelError::Backend(format!("wte.weight: {e:?}")))?;
-    let chunks = wte
-        .chunks(rows_per_block * d)
-        .map(|block| {
-            let data = TensorData::new(block.to_vec(), [block.len() / d, d]);
-            Param::from_tensor(Tensor::from_data(data, device))
-        })
-        .collect();
+    let wte = (parts.take)(Slot::Wte)?;
+    let chunks = if rows_per_block >= config.vocab_size {
+        // One block: the host data becomes the tensor (on the CPU, without a copy).
+        vec![Param::from_tensor(Tensor::from_data(wte, device))]
+    } else {
+        // Split on the host: the whole matrix may not fit in one device buffer.
+        let wte = wte
+            .try_into_vec_as::<f32>()
+            .map_err(|e| ModelError::Backend(format!("wte.weight: {e:?}")))?;
+        wte.chunks(rows_per_block * d)
+            .map(|block| {
+                let data = TensorData::new(block.to_vec(), [block.len() / d, d]);
+                Param::from_tensor(Tensor::from_data(data, device))
+            })
+            .collect()
+    };
     let wpe = parts.param(Slot::Wpe)?;
     let eps = config.layer_norm_epsilon;
     let blocks = (0..config.n_layer)

@@ -14,6 +14,7 @@ use rand::rngs::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::hub::{Role, Slot, assemble, hub_tensors};
+use crate::loader::rows_per_block;
 use crate::{Gpt2, Gpt2Config, ModelError};
 
 /// GPT-2's `initializer_range`.
@@ -27,6 +28,12 @@ impl Gpt2Config {
     /// The weights are drawn in the order of the Hub key table (wte, wpe, then each block's
     /// `c_attn`, `attn.c_proj`, `c_fc`, `mlp.c_proj`), which fixes the values a seed gives.
     pub fn init(&self, device: &Device, seed: u64) -> Gpt2 {
+        self.init_split(device, seed, None)
+    }
+
+    /// [`Gpt2Config::init`], with the token embedding split into blocks that fit a device
+    /// binding of `max_binding_bytes`, as a loaded checkpoint's is: the same values.
+    pub fn init_split(&self, device: &Device, seed: u64, max_binding_bytes: Option<u64>) -> Gpt2 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let residual_std = STD / (2.0 * self.n_layer as f32).sqrt();
         let mut values: HashMap<Slot, TensorData> = hub_tensors(self)
@@ -44,7 +51,7 @@ impl Gpt2Config {
                 (entry.slot, TensorData::new(values, entry.shape))
             })
             .collect();
-        assemble(self, device, self.vocab_size, |slot| {
+        assemble(self, device, rows_per_block(self, max_binding_bytes), |slot| {
             values
                 .remove(&slot)
                 .ok_or_else(|| ModelError::Backend(format!("no initial value for {slot:?}")))
@@ -106,6 +113,11 @@ mod tests {
             values(&again.blocks[1].attn.c_proj.weight),
             values(&model.blocks[1].attn.c_proj.weight)
         );
+        // Split to fit a 64 KiB binding: the same values, in blocks of 256 rows.
+        let split = config.init_split(&device, 3, Some(64 << 10));
+        assert_eq!(split.wte.chunks.len(), 4);
+        let rows: Vec<f32> = split.wte.chunks.iter().flat_map(values).collect();
+        assert_eq!(rows, values(&model.wte.chunks[0]));
         let other = config.init(&device, 4);
         assert_ne!(values(&other.wte.chunks[0]), values(&model.wte.chunks[0]));
 

@@ -31,6 +31,7 @@ mod loader;
 pub mod logits;
 mod readback;
 mod save;
+mod stream;
 mod tokenizer;
 
 pub use cache::{Activation, ActivationCache};
@@ -44,11 +45,14 @@ pub use footprint::LoadFootprint;
 pub use gpt2::{Attention, Block, Gpt2, LogitsAt, Mlp, Prefix, SplitEmbedding};
 pub use hook::{HookLayout, HookPoint};
 pub use intervention::{EditOp, Hooks, Intervention, Selection};
-pub use loader::{MAX_SAFETENSORS_HEADER_BYTES, infer_config, load_gpt2};
+pub use loader::{
+    MAX_SAFETENSORS_HEADER_BYTES, header_length as safetensors_header_length, infer_config, load_gpt2,
+};
 #[cfg(not(target_family = "wasm"))]
 pub use loader::{load_dir, load_gpt2_dir};
 pub use readback::read_f32;
 pub use save::SaveDtype;
+pub use stream::StreamLoader;
 pub use tokenizer::{
     END_OF_TEXT, Gpt2Tokenizer, MAX_ADDED_TOKEN_BYTES, MAX_ADDED_TOKENS, MAX_PROMPT_BYTES,
     MAX_TOKENIZER_FILE_BYTES,

@@ -52,19 +52,39 @@ fn build(
 ) -> Result<Gpt2, ModelError> {
     let table = hub_tensors(config);
     check_tensors(&file.metadata, config, &table)?;
-    let (d, vocab) = (config.n_embd as u64, config.vocab_size);
-    let rows = match max_binding_bytes {
-        Some(limit) => usize::try_from(limit / (4 * d)).unwrap_or(vocab).clamp(1, vocab),
-        None => vocab,
-    };
+    let rows = rows_per_block(config, max_binding_bytes);
     let by_slot: HashMap<Slot, &HubTensor> = table.iter().map(|t| (t.slot, t)).collect();
     assemble(config, device, rows, |slot| file.host(by_slot[&slot]))
 }
 
+/// Vocabulary rows per block of the token embedding, so that a block fits a device binding
+/// of `max_binding_bytes` (one block when there is no limit).
+pub(crate) fn rows_per_block(config: &Gpt2Config, max_binding_bytes: Option<u64>) -> usize {
+    let (d, vocab) = (config.n_embd as u64, config.vocab_size);
+    match max_binding_bytes {
+        Some(limit) => usize::try_from(limit / (4 * d)).unwrap_or(vocab).clamp(1, vocab),
+        None => vocab,
+    }
+}
+
+/// A tensor's bytes as stored (`dtype`, little-endian) as float32 host data.
+pub(crate) fn host_f32(bytes: Vec<u8>, shape: Vec<usize>, dtype: DType) -> TensorData {
+    TensorData::from_bytes_vec(bytes, shape, dtype).convert::<f32>()
+}
+
 /// GPT-2's shape read from a checkpoint's tensors, for a `model.safetensors` that came without
-/// its `config.json`. Heads are taken to be 64 wide, as in every OpenAI GPT-2.
-pub fn infer_config(safetensors: &[u8]) -> Result<Gpt2Config, ModelError> {
-    let file = Checkpoint::parse(safetensors)?;
+/// its `config.json`: `start` is the file's first bytes (its header at least, or all of it) and
+/// `file_len` the file's size, which the header is checked against. Heads are taken to be 64
+/// wide, as in every OpenAI GPT-2.
+pub fn infer_config(start: &[u8], file_len: u64) -> Result<Gpt2Config, ModelError> {
+    let n = header_length(start, file_len)?;
+    let header = start.get(..8 + n).ok_or_else(|| {
+        ModelError::NotSafetensors(format!(
+            "its header is {n} bytes long but only {} of them were given",
+            start.len().saturating_sub(8)
+        ))
+    })?;
+    let file = Checkpoint::new(Data::Bytes(&[]), parse_header(header, file_len)?);
     let cannot_tell = |why: String| {
         ModelError::Config(format!(
             "cannot tell this checkpoint's shape without config.json: {why}"
@@ -156,7 +176,7 @@ pub fn load_dir(
 }
 
 /// The length of a safetensors header, from the first 8 bytes of a file of `file_len` bytes.
-pub(crate) fn header_length(start: &[u8], file_len: u64) -> Result<usize, ModelError> {
+pub fn header_length(start: &[u8], file_len: u64) -> Result<usize, ModelError> {
     let not = |why: String| Err(ModelError::NotSafetensors(why));
     let Some(length) = start.get(..8) else {
         return not(format!(
@@ -209,7 +229,7 @@ pub(crate) fn parse_header(start: &[u8], file_len: u64) -> Result<Metadata, Mode
 }
 
 /// The key prefix a checkpoint uses: `transformer.` (GPT2LMHeadModel) or none (GPT2Model).
-fn prefix(metadata: &Metadata) -> &'static str {
+pub(crate) fn prefix(metadata: &Metadata) -> &'static str {
     if metadata.tensors().keys().any(|n| n.starts_with("transformer.")) {
         "transformer."
     } else {
@@ -219,7 +239,11 @@ fn prefix(metadata: &Metadata) -> &'static str {
 
 /// Checks, from the header alone, that the checkpoint holds every tensor of `table` with the
 /// shape `config` implies and a float dtype.
-fn check_tensors(metadata: &Metadata, config: &Gpt2Config, table: &[HubTensor]) -> Result<(), ModelError> {
+pub(crate) fn check_tensors(
+    metadata: &Metadata,
+    config: &Gpt2Config,
+    table: &[HubTensor],
+) -> Result<(), ModelError> {
     let prefix = prefix(metadata);
     let check = |tensor: &HubTensor| {
         let key = format!("{prefix}{}", tensor.name);
@@ -241,7 +265,7 @@ fn check_tensors(metadata: &Metadata, config: &Gpt2Config, table: &[HubTensor]) 
     rest.iter().try_for_each(check)
 }
 
-fn check_info(key: &str, info: &TensorInfo, shape: &[usize]) -> Result<DType, ModelError> {
+pub(crate) fn check_info(key: &str, info: &TensorInfo, shape: &[usize]) -> Result<DType, ModelError> {
     if info.shape != shape {
         return Err(ModelError::Shape {
             name: key.to_string(),
@@ -344,6 +368,6 @@ impl<'a> Checkpoint<'a> {
         // The header's offsets are contiguous and end at the data's length (`parse_header`).
         let (start, end) = info.data_offsets;
         let bytes = self.data.range(&key, start, end)?;
-        Ok(TensorData::from_bytes_vec(bytes, entry.shape.clone(), dtype).convert::<f32>())
+        Ok(host_f32(bytes, entry.shape.clone(), dtype))
     }
 }

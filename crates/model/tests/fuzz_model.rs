@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use common::model_dir;
 use patchbay_model::fuzz::{Case, Fuzz, mutate_bytes, mutate_json, random_text};
 use patchbay_model::{
-    Gpt2Config, Gpt2Tokenizer, Hooks, LogitsAt, ModelError, SaveDtype, backend, infer_config, load_gpt2,
+    Gpt2, Gpt2Config, Gpt2Tokenizer, Hooks, LogitsAt, ModelError, SaveDtype, StreamLoader, backend,
+    infer_config, load_gpt2,
 };
 use serde_json::{Value, json};
 
@@ -150,6 +151,55 @@ fn fuzz_safetensors_loader() {
     eprintln!("fuzz_safetensors_loader: {accepted} of {cases} inputs loaded");
 }
 
+/// The last-position logits of one short forward pass, as bits (a mutated weight may be NaN).
+fn last_logits(model: &Gpt2) -> Vec<u32> {
+    let tokens = vec![0, (model.config.vocab_size - 1) as u32];
+    model
+        .forward(&[tokens], &mut Hooks::none(), LogitsAt::Last)
+        .map(|l| l.into_data().try_into_vec::<f32>().unwrap())
+        .unwrap_or_default()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
+}
+
+/// The page's loader, fed a mutated checkpoint in random chunks, with or without its size:
+/// it accepts exactly what `load_gpt2` accepts, with the same model, and never panics.
+#[test]
+fn fuzz_stream_loader() {
+    let device = backend::cpu().device;
+    let mut accepted = 0;
+    let cases = Fuzz::new("fuzz_stream_loader").run(|case| {
+        let seed = &checkpoints()[case.below(checkpoints().len())];
+        let bytes = mutated_checkpoint(case, seed);
+        let file_len = case.chance(0.5).then_some(bytes.len() as u64);
+        let most = if case.chance(0.5) { 16 } else { 100_000 };
+        let chunk = 1 + case.below(most);
+        case.note(format!("file_len {file_len:?}, chunks of {chunk}"));
+        let whole = load_gpt2(&seed.config, &bytes, &device, None);
+        let config = Gpt2Config::from_json(&seed.config).map_err(|e| e.to_string())?;
+        let mut loader = StreamLoader::new(config, file_len);
+        let streamed = bytes
+            .chunks(chunk)
+            .try_for_each(|c| loader.push(c))
+            .and_then(|()| loader.finish(&device, None));
+        match (whole, streamed) {
+            (Ok(a), Ok(b)) => {
+                accepted += 1;
+                check_runs(&b)?;
+                if last_logits(&a) != last_logits(&b) {
+                    return Err("the streamed model differs from the whole file's".into());
+                }
+                Ok(())
+            }
+            (Err(_), Err(e)) => check_error(&e),
+            (Ok(_), Err(e)) => Err(format!("the stream refused what load_gpt2 accepts: {e}")),
+            (Err(e), Ok(_)) => Err(format!("the stream accepted what load_gpt2 refuses: {e}")),
+        }
+    });
+    eprintln!("fuzz_stream_loader: {accepted} of {cases} inputs loaded");
+}
+
 #[test]
 fn fuzz_infer_config() {
     let device = backend::cpu().device;
@@ -163,7 +213,7 @@ fn fuzz_infer_config() {
             &seeds[case.below(seeds.len())]
         };
         let bytes = mutated_checkpoint(case, seed);
-        match infer_config(&bytes) {
+        match infer_config(&bytes, bytes.len() as u64) {
             Ok(config) => {
                 accepted += 1;
                 config

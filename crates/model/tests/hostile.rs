@@ -138,7 +138,7 @@ fn absurd_sizes_are_refused_by_name_and_limit() {
 #[test]
 fn infer_config_checks_ranks_before_indexing() {
     let (config, bytes) = random_checkpoint(1, 2, 128, 8, 5);
-    assert!(infer_config(&bytes).is_ok(), "{config}");
+    assert!(infer_config(&bytes, bytes.len() as u64).is_ok(), "{config}");
     for (name, rank_one, expected) in [
         (
             "wte.weight",
@@ -157,14 +157,16 @@ fn infer_config_checks_ranks_before_indexing() {
         ),
     ] {
         let flat = rewrite_tensor(&bytes, name, rank_one, None);
-        let err = infer_config(&flat).unwrap_err().to_string();
+        let err = infer_config(&flat, flat.len() as u64).unwrap_err().to_string();
         assert_eq!(
             err,
             format!("config.json: cannot tell this checkpoint's shape without config.json: {expected}")
         );
     }
     let narrow_pos = rewrite_tensor(&bytes, "wpe.weight", vec![16, 64], None);
-    let err = infer_config(&narrow_pos).unwrap_err().to_string();
+    let err = infer_config(&narrow_pos, narrow_pos.len() as u64)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("`wte.weight` is 128 wide but `wpe.weight` is 64"),
         "{err}"

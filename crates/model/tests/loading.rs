@@ -205,10 +205,12 @@ fn tokens_display_readably() {
 fn the_shape_of_a_checkpoint_without_config_is_read_from_its_tensors() {
     // 64-wide heads, as in every OpenAI GPT-2: 2 heads of a 128-wide model.
     let (config, bytes) = random_checkpoint(3, 2, 128, 20, 3);
-    let inferred = patchbay_model::infer_config(&bytes).unwrap();
+    let inferred = patchbay_model::infer_config(&bytes, bytes.len() as u64).unwrap();
     assert_eq!(inferred, patchbay_model::Gpt2Config::from_json(&config).unwrap());
     // The committed fixtures have 4-wide heads: the guess must say it cannot tell.
     let (_, tiny) = fixture("tiny");
-    let err = patchbay_model::infer_config(&tiny).unwrap_err().to_string();
+    let err = patchbay_model::infer_config(&tiny, tiny.len() as u64)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("without config.json"), "{err}");
 }

@@ -107,6 +107,7 @@ pub fn catalog() -> String {
         .map(|m| {
             json!({
                 "id": m.id,
+                "name": m.name,
                 "label": m.label,
                 "n_layer": m.n_layer,
                 "n_head": m.n_head,

@@ -2,10 +2,9 @@
 //! the load holds ([`LoadFootprint`]) against what the page reads from the browser (the
 //! backend's binding limit, `navigator.deviceMemory`) and WebAssembly's own ceiling.
 //!
-//! The worker holds the downloaded file as one array (and, at the end of the download, the
-//! chunks it was joined from: twice the file), then `Session.load` copies it into WebAssembly
-//! memory, which never shrinks. So the tab holds the file once in JavaScript and
-//! [`LoadFootprint::host_bytes`] in WebAssembly, and the GPU the parameters.
+//! The worker streams the file into WebAssembly as it downloads (`ModelStream`), so JavaScript
+//! holds one chunk at a time, WebAssembly memory (which never shrinks)
+//! [`LoadFootprint::host_bytes`], and the GPU the parameters.
 
 use patchbay_model::{HubModel, LoadFootprint};
 use serde::Serialize;
@@ -44,8 +43,7 @@ pub enum Verdict {
 pub struct Fit {
     /// WebAssembly memory at the load's peak.
     pub wasm_bytes: u64,
-    /// The tab's memory at the peak: the file in JavaScript (twice, as the download ends)
-    /// and WebAssembly's.
+    /// The tab's memory at the peak: WebAssembly's (JavaScript holds a chunk of the download).
     pub tab_bytes: u64,
     /// GPU memory: the parameters (0 on the CPU).
     pub gpu_bytes: u64,
@@ -66,8 +64,8 @@ fn gb(bytes: u64) -> String {
 /// Whether `model`, whose `model.safetensors` has `file_bytes` bytes, fits `device`.
 pub fn fit(model: &HubModel, file_bytes: u64, device: &DeviceFacts) -> Fit {
     let footprint = LoadFootprint::new(&model.config(), file_bytes);
-    let wasm_bytes = footprint.host_bytes(device.on_gpu);
-    let tab_bytes = (file_bytes + wasm_bytes).max(2 * file_bytes);
+    let wasm_bytes = footprint.host_bytes();
+    let tab_bytes = wasm_bytes;
     let gpu_bytes = footprint.device_bytes(device.on_gpu);
     let on = if device.on_gpu { "on WebGPU" } else { "on the CPU" };
     let name = model.label;
@@ -87,8 +85,8 @@ pub fn fit(model: &HubModel, file_bytes: u64, device: &DeviceFacts) -> Fit {
         (
             Verdict::DoesNotFit,
             format!(
-                "its {} file is copied into WebAssembly memory, which holds at most {} (4 GiB) in any browser",
-                gb(file_bytes),
+                "its {} of float32 parameters are read into WebAssembly memory, which holds at most {} (4 GiB) in any browser",
+                gb(footprint.parameters),
                 gb(WASM32_MAX_BYTES)
             ),
         )
@@ -176,23 +174,25 @@ mod tests {
         let [small, medium, large, xl] = GPT2_FAMILY;
         let small_fit = fit(&small, small.weights_bytes(), &CPU);
         assert_eq!(small_fit.verdict, Verdict::Fits, "{}", small_fit.message);
-        // The file, the float32 weights and the embedding matrix.
-        assert_eq!(small_fit.wasm_bytes, 548_090_880 + 497_759_232 + 154_389_504);
+        // The float32 weights and the embedding matrix once more: never the file.
+        assert_eq!(small_fit.wasm_bytes, 497_759_232 + 154_389_504);
+        assert_eq!(small_fit.tab_bytes, small_fit.wasm_bytes);
         let medium_fit = fit(&medium, medium.weights_bytes(), &CPU);
         assert_eq!(medium_fit.verdict, Verdict::Fits, "{}", medium_fit.message);
-        // Large fits wasm32 on WebGPU (the weights go to the GPU) but not on the CPU.
+        // Large's 3.35 GB fits wasm32, on the CPU and on WebGPU.
         let gpu = DeviceFacts {
             on_gpu: true,
             max_binding_bytes: Some(1 << 30),
             ..CPU
         };
-        assert_eq!(fit(&large, large.weights_bytes(), &gpu).verdict, Verdict::Fits);
-        let large_cpu = fit(&large, large.weights_bytes(), &CPU);
-        assert_eq!(large_cpu.verdict, Verdict::DoesNotFit);
+        for device in [CPU, gpu] {
+            assert_eq!(fit(&large, large.weights_bytes(), &device).verdict, Verdict::Fits);
+        }
+        let xl_cpu = fit(&xl, xl.weights_bytes(), &CPU);
         assert!(
-            large_cpu.message.starts_with("GPT-2 large needs 6.60 GB of WebAssembly memory to load on the CPU; its 3.25 GB file is copied into WebAssembly memory, which holds at most 4.29 GB (4 GiB)"),
+            xl_cpu.message.starts_with("GPT-2 XL needs 6.55 GB of WebAssembly memory to load on the CPU; its 6.23 GB of float32 parameters are read into WebAssembly memory, which holds at most 4.29 GB (4 GiB)"),
             "{}",
-            large_cpu.message
+            xl_cpu.message
         );
         for device in [CPU, gpu] {
             assert_eq!(fit(&xl, xl.weights_bytes(), &device).verdict, Verdict::DoesNotFit);
@@ -202,24 +202,25 @@ mod tests {
     #[test]
     fn device_memory_and_binding_limits_refuse() {
         let [small, medium, large, _] = GPT2_FAMILY;
-        // Chromium's 1 GiB report: under 2 GiB. Medium's tab peak is 4.67 GB.
+        // Chromium's 1 GiB report: under 2 GiB. Large's tab peak is 3.35 GB.
         let one = DeviceFacts {
             device_memory_gib: Some(1.0),
             ..CPU
         };
-        let refused = fit(&medium, medium.weights_bytes(), &one);
+        let refused = fit(&large, large.weights_bytes(), &one);
         assert_eq!(refused.verdict, Verdict::DoesNotFit);
-        assert_eq!(refused.tab_bytes, 1_519_955_968 * 2 + 1_419_292_672 + 205_852_672);
+        assert_eq!(refused.tab_bytes, 3_096_120_320 + 257_315_840);
         assert!(
-            refused.message.ends_with("the tab holds 4.67 GB at the peak and this device reports 1 GiB (navigator.deviceMemory), less than 2 GiB, so it cannot load here."),
+            refused.message.ends_with("the tab holds 3.35 GB at the peak and this device reports 1 GiB (navigator.deviceMemory), less than 2 GiB, so it cannot load here."),
             "{}",
             refused.message
         );
-        // Small's 1.75 GB lies between 1 and 2 GiB: it may load.
+        // Medium's 1.63 GB lies between 1 and 2 GiB: it may load; small's 0.65 GB fits.
         assert_eq!(
-            fit(&small, small.weights_bytes(), &one).verdict,
+            fit(&medium, medium.weights_bytes(), &one).verdict,
             Verdict::MayNotFit
         );
+        assert_eq!(fit(&small, small.weights_bytes(), &one).verdict, Verdict::Fits);
         // At the cap, 8 GiB means at least 8: never refused on memory alone.
         let capped = fit(&medium, medium.weights_bytes(), &CPU);
         assert_eq!(capped.verdict, Verdict::Fits);

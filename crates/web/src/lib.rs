@@ -19,7 +19,7 @@ pub use device::init_backend;
 pub use experiment::parse_spec;
 pub use fit::hub_fit;
 pub use grids::render_heatmap;
-pub use session::{Session, infer_hub_config};
+pub use session::{ModelStream, Session, infer_hub_config, safetensors_start};
 pub use view::{Shown, compare_results};
 
 use wasm_bindgen::prelude::*;

@@ -4,7 +4,9 @@
 use std::cell::Cell;
 
 use patchbay_model::logits::top_k;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, Hooks, LogitsAt, infer_config, load_gpt2, read_f32};
+use patchbay_model::{
+    GPT2_FAMILY, Gpt2, Gpt2Config, Gpt2Tokenizer, Hooks, LogitsAt, StreamLoader, infer_config, read_f32,
+};
 use patchbay_patching::Budget;
 use patchbay_patching::analysis::known_circuits::KnownCircuit;
 use serde::Serialize;
@@ -48,11 +50,56 @@ struct ModelInfo {
     embedding_blocks: usize,
 }
 
+/// A whole number from the page (a file size, a seed): JavaScript's numbers are exact to 2^53.
+fn whole_number(x: f64) -> Result<u64, JsError> {
+    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(53) {
+        Ok(x as u64)
+    } else {
+        Err(js_err(format!("{x} is not a whole number of at most 2^53")))
+    }
+}
+
+/// How many bytes a safetensors file starts with before its tensor data (8 + its header's
+/// length), from its first 8 bytes; checked against the limit and the file's size `file_len`.
+#[wasm_bindgen(js_name = safetensorsStart)]
+pub fn safetensors_start(first: &[u8], file_len: f64) -> Result<f64, JsError> {
+    let n = patchbay_model::safetensors_header_length(first, whole_number(file_len)?).map_err(js_err)?;
+    Ok((8 + n) as f64)
+}
+
 /// A Hub `config.json` for a `model.safetensors` that came without one, read from its tensor
-/// shapes.
+/// shapes: `start` is the file's first bytes (its header at least) and `file_len` its size.
 #[wasm_bindgen(js_name = inferConfig)]
-pub fn infer_hub_config(weights: &[u8]) -> Result<String, JsError> {
-    Ok(infer_config(weights).map_err(js_err)?.to_hub_json())
+pub fn infer_hub_config(start: &[u8], file_len: f64) -> Result<String, JsError> {
+    Ok(infer_config(start, whole_number(file_len)?)
+        .map_err(js_err)?
+        .to_hub_json())
+}
+
+/// A `model.safetensors` on its way into WebAssembly: the page pushes its body chunk by chunk
+/// (from the network, Cache Storage or a picked file), and each tensor is built as its last
+/// byte arrives, so the whole file is never held ([`StreamLoader`]).
+#[wasm_bindgen]
+pub struct ModelStream {
+    loader: StreamLoader,
+}
+
+#[wasm_bindgen]
+impl ModelStream {
+    /// A checkpoint for the shape `config_json` describes; `file_len` is its size when known.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config_json: &str, file_len: Option<f64>) -> Result<ModelStream, JsError> {
+        let config = Gpt2Config::from_json(config_json).map_err(js_err)?;
+        let file_len = file_len.map(whole_number).transpose()?;
+        Ok(ModelStream {
+            loader: StreamLoader::new(config, file_len),
+        })
+    }
+
+    /// The next bytes of the file.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        self.loader.push(chunk).map_err(js_err)
+    }
 }
 
 /// A model loaded on the worker's backend.
@@ -69,14 +116,44 @@ pub struct Session {
     pub(crate) warm: Cell<bool>,
 }
 
+impl Session {
+    /// A session for `model` on the worker's backend (`on_gpu`, its binding limit), with the
+    /// model's known circuit (`circuits_json`, or GPT-2 small's).
+    fn new(
+        model: Gpt2,
+        tokenizer: Gpt2Tokenizer,
+        circuits_json: Option<&str>,
+        on_gpu: bool,
+        max_binding_bytes: Option<u64>,
+    ) -> Result<Session, JsError> {
+        tokenizer.check_fits(&model.config).map_err(js_err)?;
+        // Bound each batched pass: its [rows, vocab] logits and activations must fit a binding.
+        let rows_by_logits = max_binding_bytes.map_or(256, |b| {
+            (b / 4 / model.config.vocab_size as u64 / 2).clamp(1, 256) as usize
+        });
+        let budget = Budget {
+            max_batch: rows_by_logits,
+            max_tokens: 4096,
+        };
+        let circuit = KnownCircuit::for_model(&model.config, circuits_json).map_err(js_err)?;
+        Ok(Session {
+            model,
+            tokenizer,
+            circuit,
+            budget,
+            on_gpu,
+            warm: Cell::new(false),
+        })
+    }
+}
+
 #[wasm_bindgen]
 impl Session {
-    /// Loads a Hub-layout checkpoint. The tokenizer is `tokenizer.json`, or `vocab.json` plus
-    /// `merges.txt` when no `tokenizer.json` is given; `circuits_json` is the folder's known
-    /// circuit, when it has one.
+    /// The model whose checkpoint `weights` has read, with its tokenizer: `tokenizer.json`, or
+    /// `vocab.json` plus `merges.txt` when no `tokenizer.json` is given; `circuits_json` is the
+    /// folder's known circuit, when it has one.
     pub fn load(
-        config_json: &str,
-        weights: &[u8],
+        weights: ModelStream,
         tokenizer_json: Option<Vec<u8>>,
         vocab_json: Option<String>,
         merges_txt: Option<String>,
@@ -94,28 +171,46 @@ impl Session {
             }
         }
         .map_err(js_err)?;
-        let model =
-            load_gpt2(config_json, weights, &backend.device, backend.max_binding_bytes).map_err(js_err)?;
-        tokenizer.check_fits(&model.config).map_err(js_err)?;
-        // Bound each batched pass: its [rows, vocab] logits and activations must fit a binding.
-        let rows_by_logits = backend.max_binding_bytes.map_or(256, |b| {
-            (b / 4 / model.config.vocab_size as u64 / 2).clamp(1, 256) as usize
-        });
-        let budget = Budget {
-            max_batch: rows_by_logits,
-            max_tokens: 4096,
-        };
-        let circuit = KnownCircuit::for_model(&model.config, circuits_json.as_deref()).map_err(js_err)?;
-        Ok(Session {
+        let model = weights
+            .loader
+            .finish(&backend.device, backend.max_binding_bytes)
+            .map_err(js_err)?;
+        Session::new(
             model,
             tokenizer,
-            circuit,
-            budget,
-            on_gpu: backend.kind == "wgpu",
-            warm: Cell::new(false),
-        })
+            circuits_json.as_deref(),
+            backend.kind == "wgpu",
+            backend.max_binding_bytes,
+        )
     }
 
+    /// A GPT-2 of one of the family's shapes (`gpt2-small`, `gpt2-medium`, ...) with GPT-2's
+    /// initialisation drawn from `seed`, built in the page with GPT-2's tokenizer: the model
+    /// `patchbay init --shape NAME --seed SEED` writes, for a benchmark that needs no download
+    /// (bench.html).
+    pub fn seeded(shape: &str, seed: f64, tokenizer_json: &[u8]) -> Result<Session, JsError> {
+        let backend =
+            device::current().ok_or_else(|| js_err("initBackend must run before building a model"))?;
+        let family = GPT2_FAMILY.iter().find(|m| m.name == shape).ok_or_else(|| {
+            let names: Vec<&str> = GPT2_FAMILY.iter().map(|m| m.name).collect();
+            js_err(format!(
+                "no GPT-2 shape named {shape}: one of {}",
+                names.join(", ")
+            ))
+        })?;
+        let seed = whole_number(seed)?;
+        let tokenizer = Gpt2Tokenizer::from_json(tokenizer_json).map_err(js_err)?;
+        let model = family
+            .config()
+            .init_split(&backend.device, seed, backend.max_binding_bytes);
+        Session::new(
+            model,
+            tokenizer,
+            None,
+            backend.kind == "wgpu",
+            backend.max_binding_bytes,
+        )
+    }
     /// The model's shape.
     pub fn info(&self) -> Result<JsValue, JsError> {
         let c = &self.model.config;
