@@ -101,11 +101,14 @@ async function fetchBytes(url, what) {
 }
 
 /**
- * Streams the body at `url` into `consume(chunk, size)` chunk by chunk, with progress, and
- * returns whether it came from Cache Storage. `size` is the file's size when the response says
- * it (and the bytes are not re-encoded on the way), else undefined. A remote file is written to
- * Cache Storage as it is read, so a second visit reads it from there; nothing holds the whole
- * file. If `consume` throws, the download (and its caching) stops.
+ * Streams the body at `url` into `consume(chunk, size)` chunk by chunk, with progress. `size` is
+ * the file's size where the body cannot have been re-encoded on the way (this origin's files and
+ * our own cache entries: a cross-origin Content-Encoding cannot be read), else undefined, and
+ * the loader checks the length at the end. A remote file is written to Cache Storage as it is
+ * read: Cache Storage pulls the body through `consume`, so reading keeps the pace of the slower
+ * of the two and nothing piles up. If `consume` throws, the download stops and nothing is
+ * cached. Returns whether it came from the cache, and `forget()`, which drops the cache entry
+ * (for a file that turns out not to load).
  */
 async function streamBody(url, what, consume) {
   const cache = sameOrigin(url) ? null : await caches.open(CACHE_NAME).catch(() => null);
@@ -114,36 +117,60 @@ async function streamBody(url, what, consume) {
   const abort = new AbortController();
   if (!response) response = await fetchResponse(url, { signal: abort.signal });
   const length = Number(response.headers.get('content-length')) || 0;
-  const encoded = (response.headers.get('content-encoding') ?? 'identity') !== 'identity';
-  const size = length && !encoded ? length : undefined;
-  let body = response.body;
-  let caching = null;
-  if (cache && !fromCache) {
-    const [mine, copy] = body.tee();
-    body = mine;
-    const headers = { 'content-type': 'application/octet-stream' };
-    if (size) headers['content-length'] = String(size);
-    // A full disk or a private window may refuse to cache; the model still loads.
-    caching = cache.put(url, new Response(copy, { headers })).catch(() => {});
-  }
-  const reader = body.getReader();
+  const size = length && (fromCache || sameOrigin(url)) ? length : undefined;
+  const reader = response.body.getReader();
   let loaded = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+  const next = async () => {
+    const { done, value } = await reader.read();
+    if (!done) {
       consume(value, size);
       loaded += value.length;
       progress(what, loaded, length, false);
     }
+    return { done, value };
+  };
+  const readAll = async () => {
+    while (!(await next()).done);
+  };
+  const forget = () => (cache ? cache.delete(url).catch(() => {}) : Promise.resolve());
+  try {
+    if (cache && !fromCache) {
+      let failure = null;
+      const body = new ReadableStream(
+        {
+          async pull(controller) {
+            try {
+              const { done, value } = await next();
+              if (done) controller.close();
+              else controller.enqueue(value);
+            } catch (error) {
+              failure = error;
+              controller.error(error);
+            }
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      const headers = { 'content-type': 'application/octet-stream' };
+      if (length) headers['content-length'] = String(length);
+      try {
+        await cache.put(url, new Response(body, { headers }));
+      } catch (error) {
+        if (failure) throw failure;
+        // A full disk or a private window may refuse to cache; the model still loads.
+        await readAll();
+      }
+    } else {
+      await readAll();
+    }
   } catch (error) {
     abort.abort();
     reader.cancel().catch(() => {});
+    await forget();
     throw error;
   }
   progress(what, loaded, length, true);
-  await caching;
-  return { fromCache };
+  return { fromCache, forget };
 }
 
 /**
@@ -158,8 +185,8 @@ function modelStream(config) {
       stream.push(chunk);
     },
     /** The stream, once every byte is in (an empty file gives an empty one), handed over. */
-    done(size) {
-      const whole = stream ?? new ModelStream(config, size);
+    done() {
+      const whole = stream ?? new ModelStream(config, undefined);
       stream = null;
       return whole;
     },
@@ -235,16 +262,19 @@ async function loadFolder(base, weightsUrl = base + 'model.safetensors') {
       note = '; no tokenizer files there: GPT-2 tokenizer from the app';
     }
   }
+  // The folder's known circuit, if it ships one (the app's own models do).
+  const circuits = await fetchOptional(base + 'circuits.json', 'circuits.json');
   requireIdle();
   const weights = modelStream(config);
+  let body = null;
   try {
-    const { fromCache } = await streamBody(weightsUrl, 'model.safetensors', (chunk, size) => weights.push(chunk, size));
-    // The folder's known circuit, if it ships one (the app's own models do).
-    const circuits = await fetchOptional(base + 'circuits.json', 'circuits.json');
-    const origin = sameOrigin(weightsUrl) ? 'shipped with the app' : fromCache ? 'from the browser cache' : 'downloaded';
-    return open(weights.done(), tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin + note);
+    body = await streamBody(weightsUrl, 'model.safetensors', (chunk, size) => weights.push(chunk, size));
+    const origin = sameOrigin(weightsUrl) ? 'shipped with the app' : body.fromCache ? 'from the browser cache' : 'downloaded';
+    return open(weights, tokenizer, vocab, merges, circuits && decoder.decode(circuits), origin + note);
   } catch (error) {
     weights.free();
+    // A file that does not load is not kept for the next visit.
+    await body?.forget();
     throw error;
   }
 }
@@ -272,6 +302,7 @@ async function loadFiles(files) {
     tokenizer = (await fetchBytes(APP_TOKENIZER, 'tokenizer.json')).bytes;
     note += '; GPT-2 tokenizer from the app';
   }
+  const circuits = await text('circuits.json');
   requireIdle();
   const weights = modelStream(config);
   try {
@@ -285,7 +316,7 @@ async function loadFiles(files) {
       progress(weightsFile.name, loaded, weightsFile.size);
     }
     progress(weightsFile.name, loaded, weightsFile.size, true);
-    return open(weights.done(weightsFile.size), tokenizer, vocab, merges, await text('circuits.json'), `from ${weightsFile.name}${note}`);
+    return open(weights, tokenizer, vocab, merges, circuits, `from ${weightsFile.name}${note}`);
   } catch (error) {
     weights.free();
     throw error;
@@ -296,10 +327,11 @@ function requireIdle() {
   if (running) throw new Error('Wait for the running experiment to finish, or cancel it, before loading another model.');
 }
 
+/** The model `weights` (a modelStream) has read; the stream is handed to the core only here. */
 function open(weights, tokenizer, vocab, merges, circuits, origin) {
   requireIdle();
   // The previous model stays until the new one has loaded: a failed load leaves it usable.
-  const next = Session.load(weights, tokenizer, vocab, merges, circuits ?? undefined);
+  const next = Session.load(weights.done(), tokenizer, vocab, merges, circuits ?? undefined);
   session?.free();
   session = next;
   return { info: session.info(), origin };
@@ -363,6 +395,7 @@ const commands = {
   async seeded({ shape, seed }) {
     requireIdle();
     const tokenizer = (await fetchBytes(APP_TOKENIZER, 'tokenizer.json')).bytes;
+    requireIdle();
     const next = Session.seeded(shape, seed, tokenizer);
     session?.free();
     session = next;

@@ -91,6 +91,11 @@ async function fakeHub(context, mode = 'ok') {
     if (mode === 'html' && name === 'model.safetensors') {
       return route.fulfill({ status: 200, body: '<!doctype html><title>Sign in</title>', headers: cors });
     }
+    if (mode === 'cut' && name === 'model.safetensors') {
+      // The file ends early, and nothing says so before the last byte (no content-length).
+      const body = readFileSync(join(FIXTURES, 'models', 'tiny', name));
+      return route.fulfill({ status: 200, body: body.subarray(0, body.length - 1000), headers: cors });
+    }
     try {
       const body = readFileSync(join(FIXTURES, 'models', 'tiny', name));
       return route.fulfill({ status: 200, body, headers: { ...cors, 'content-length': String(body.length) } });
@@ -145,6 +150,7 @@ test('GPT-2 small from the Hub: size before download, progress, then Cache Stora
 for (const [mode, expected] of [
   ['404', /answered 404.*no such file/],
   ['html', /not a safetensors file.*HTML error page/],
+  ['cut', /truncated.*tensor `/],
 ]) {
   test(`a Hub download that fails (${mode}) gets a clear message next to the model controls`, async () => {
     const context = await launch({ webgpu: false });
@@ -157,6 +163,9 @@ for (const [mode, expected] of [
       const message = await page.locator('#model-error').textContent();
       assert.match(message, expected);
       assert.equal(await page.locator('#model-error').isVisible(), true);
+      // What did not load is not kept for the next visit.
+      const cached = await page.evaluate(async () => (await (await caches.open('patchbay-models-v1')).keys()).map((r) => r.url));
+      assert.deepEqual(cached.filter((url) => url.endsWith('model.safetensors')), []);
       if (mode === '404') await screenshot(page, 'step1-error-404');
     } finally {
       await context.close();

@@ -1,7 +1,7 @@
 //! What loading a checkpoint as it streams in ([`StreamLoader`](crate::StreamLoader), the
 //! page's way) holds in memory: never the file. Each tensor's bytes are gathered until its last
-//! byte arrives and become its float32 parameter (on the CPU without a copy), so the host
-//! holds the parameters built so far and the tensor being read; the largest is the token
+//! byte arrives and are then copied into its float32 parameter, so the host holds the
+//! parameters built so far and the tensor being read twice at most; the largest is the token
 //! embedding, which [`crate::hub`]'s `assemble` then splits into blocks (a copy, one block at a
 //! time, when the device's binding limit needs it).
 //!
@@ -38,8 +38,8 @@ impl LoadFootprint {
     }
 
     /// The most the host holds during the load, on the CPU or a GPU alike: the parameters and
-    /// the token embedding once more (its bytes as they arrive in half precision, or its
-    /// blocks on their way to a GPU).
+    /// the token embedding once more (its bytes as they arrive before they become float32, or
+    /// its blocks on their way to a GPU).
     pub fn host_bytes(&self) -> u64 {
         self.parameters + self.embedding
     }

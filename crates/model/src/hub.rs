@@ -118,7 +118,7 @@ pub(crate) fn assemble(
     let d = config.n_embd;
     let wte = (parts.take)(Slot::Wte)?;
     let chunks = if rows_per_block >= config.vocab_size {
-        // One block: the host data becomes the tensor (on the CPU, without a copy).
+        // One block: the host data becomes the tensor (on the CPU, without another copy).
         vec![Param::from_tensor(Tensor::from_data(wte, device))]
     } else {
         // Split on the host: the whole matrix may not fit in one device buffer.

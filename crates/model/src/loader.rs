@@ -67,7 +67,8 @@ pub(crate) fn rows_per_block(config: &Gpt2Config, max_binding_bytes: Option<u64>
     }
 }
 
-/// A tensor's bytes as stored (`dtype`, little-endian) as float32 host data.
+/// A tensor's bytes as stored (`dtype`, little-endian) as float32 host data (burn copies them
+/// once, into a buffer of its own alignment).
 pub(crate) fn host_f32(bytes: Vec<u8>, shape: Vec<usize>, dtype: DType) -> TensorData {
     TensorData::from_bytes_vec(bytes, shape, dtype).convert::<f32>()
 }
@@ -192,7 +193,7 @@ pub fn header_length(start: &[u8], file_len: u64) -> Result<usize, ModelError> {
     if 8 + n > file_len {
         return not(format!(
             "the header is cut off: it is {n} bytes long but the file has {} bytes after the length",
-            file_len - 8
+            file_len.saturating_sub(8)
         ));
     }
     Ok(n as usize)

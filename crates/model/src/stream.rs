@@ -1,9 +1,10 @@
 //! Loading a checkpoint as its bytes arrive: the page pushes the body of `model.safetensors`
 //! (from the network, Cache Storage or a picked file) in chunks, and each tensor is built as
 //! soon as its last byte is in. The whole file is never held: the loader keeps the parameters
-//! built so far as float32 (on the CPU backend they become the model's tensors without a copy)
-//! and the tensor being filled; bytes of tensors the model does not use are dropped as they
-//! pass.
+//! built so far as float32 (on the CPU backend they become the model's tensors) and the tensor
+//! being filled, whose bytes are copied once into float32 host data when it is complete; bytes
+//! of tensors the model does not use are dropped as they pass. A tensor's buffer grows with
+//! the bytes that arrive, at most [`AHEAD`] beyond them.
 //!
 //! Every check of [`load_gpt2`](crate::load_gpt2) is made, at the point where the bytes allow:
 //! the header's length and size against [`MAX_SAFETENSORS_HEADER_BYTES`](crate::MAX_SAFETENSORS_HEADER_BYTES) and the declared file
@@ -21,6 +22,9 @@ use crate::loader::{
     check_info, check_tensors, header_length, host_f32, parse_header, prefix, rows_per_block,
 };
 use crate::{Gpt2, Gpt2Config, ModelError};
+
+/// How far ahead of the bytes received a tensor's buffer is reserved (its whole size when smaller).
+const AHEAD: usize = 64 << 20;
 
 /// A `model.safetensors` being read in chunks, for a GPT-2 of a known shape.
 pub struct StreamLoader {
@@ -215,9 +219,13 @@ impl Tensors {
             let n = (piece.end - self.at).min(chunk.len() as u64) as usize;
             let (bytes, rest) = chunk.split_at(n);
             if let Some((_, shape, dtype)) = &piece.used {
-                if self.fill.capacity() == 0 {
-                    self.fill
-                        .reserve_exact(shape.iter().product::<usize>() * dtype.size());
+                // Room for the tensor, but never more than AHEAD past the bytes that came: a
+                // header alone cannot make memory grow by a whole (claimed) tensor.
+                let size = shape.iter().product::<usize>() * dtype.size();
+                let want = self.fill.len() + bytes.len();
+                if want > self.fill.capacity() {
+                    let room = size.min(want.saturating_add(AHEAD));
+                    self.fill.reserve_exact(room - self.fill.len());
                 }
                 self.fill.extend_from_slice(bytes);
             }
