@@ -66,41 +66,6 @@ async function fetchResponse(url, init = {}) {
 }
 
 /**
- * The bytes at `url`, with progress. Remote files go through Cache Storage: a second visit reads
- * them from there instead of downloading again.
- */
-async function fetchBytes(url, what) {
-  const cache = sameOrigin(url) ? null : await caches.open(CACHE_NAME).catch(() => null);
-  let response = cache ? await cache.match(url) : undefined;
-  const fromCache = Boolean(response);
-  if (!response) response = await fetchResponse(url);
-  const total = Number(response.headers.get('content-length')) || 0;
-  const reader = response.body.getReader();
-  const chunks = [];
-  let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    progress(what, loaded, total);
-  }
-  const bytes = new Uint8Array(loaded);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  progress(what, loaded, total, true);
-  if (cache && !fromCache) {
-    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(loaded) };
-    // A full disk or a private window may refuse to cache; the model still loads.
-    await cache.put(url, new Response(bytes, { headers })).catch(() => {});
-  }
-  return { bytes, fromCache };
-}
-
-/**
  * Streams the body at `url` into `consume(chunk, size)` chunk by chunk, with progress. `size` is
  * the file's size where the body cannot have been re-encoded on the way (this origin's files and
  * our own cache entries: a cross-origin Content-Encoding cannot be read), else undefined, and
@@ -171,6 +136,19 @@ async function streamBody(url, what, consume) {
   }
   progress(what, loaded, length, true);
   return { fromCache, forget };
+}
+
+/** The whole body at `url` (a config, a tokenizer), through streamBody: cached when remote. */
+async function fetchBytes(url, what) {
+  const chunks = [];
+  const { fromCache } = await streamBody(url, what, (chunk) => chunks.push(chunk));
+  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return { bytes, fromCache };
 }
 
 /**
