@@ -5,14 +5,14 @@
 //! faithfulness curve and the disagreements in words. The page draws nothing itself.
 
 use js_sys::Function;
+use patchbay_patching::PatchingError;
 use patchbay_patching::circuit::discover::run_prepared_circuit;
 use patchbay_patching::circuit::draw::{curve_svg, top_svg};
 use patchbay_patching::circuit::results::CircuitResults;
-use patchbay_patching::{PatchingError, RunOptions, prepare};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
-use crate::experiment::{JsObserver, field_error, parse, stage};
+use crate::experiment::field_error;
 use crate::session::Session;
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
@@ -30,17 +30,8 @@ impl Session {
     /// Finds the circuit of the spec by edge attribution and checks it by exact patching, with
     /// progress as for `run`; the same results as `patchbay circuit --json`.
     pub async fn circuit(&self, spec_json: String, progress: Function) -> Result<CircuitView, JsValue> {
-        let spec = parse(&spec_json)?;
-        let mut observer = JsObserver(progress);
-        stage(&mut observer, "preparing the prompts").await?;
-        let prepared = prepare(&self.model, &self.tokenizer, &spec)
-            .await
-            .map_err(field_error)?;
-        let options = RunOptions {
-            budget: self.budget(),
-            ..RunOptions::default()
-        };
-        let results = run_prepared_circuit(&self.model, &spec, &prepared, &options, &mut observer)
+        let (spec, prepared, mut observer) = self.start(&spec_json, progress).await?;
+        let results = run_prepared_circuit(&self.model, &spec, &prepared, &self.run_options(), &mut observer)
             .await
             .map_err(field_error)?;
         Ok(CircuitView { results })

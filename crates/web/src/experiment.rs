@@ -8,8 +8,8 @@ use patchbay_patching::analysis::sensitivity::{self, Choices};
 use patchbay_patching::experiment::run_prepared;
 use patchbay_patching::export::Library;
 use patchbay_patching::lens::run_prepared_lens;
-use patchbay_patching::prepare::{CPU_WARNING_SECONDS, RunSize};
-use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, RunOptions, prepare};
+use patchbay_patching::prepare::{CPU_WARNING_SECONDS, Prepared, RunSize};
+use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, prepare};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -107,6 +107,24 @@ impl Observer for JsObserver {
     }
 }
 
+impl Session {
+    /// The first steps of every long command: the spec parsed and its prompts prepared (a stage
+    /// reported through `progress`), with the observer that reports the rest.
+    pub(crate) async fn start(
+        &self,
+        spec_json: &str,
+        progress: Function,
+    ) -> Result<(ExperimentSpec, Prepared, JsObserver), JsValue> {
+        let spec = parse(spec_json)?;
+        let mut observer = JsObserver(progress);
+        stage(&mut observer, "preparing the prompts").await?;
+        let prepared = prepare(&self.model, &self.tokenizer, &spec)
+            .await
+            .map_err(field_error)?;
+        Ok((spec, prepared, observer))
+    }
+}
+
 #[wasm_bindgen]
 impl Session {
     /// Checks a spec against the loaded model without running it: tokens of each prompt (a
@@ -151,12 +169,7 @@ impl Session {
     /// preparing the prompts, and on WebGPU's first run compiling the GPU kernels (a warm-up
     /// pass). Resolves to results.json.
     pub async fn run(&self, spec_json: String, progress: Function) -> Result<String, JsValue> {
-        let spec = parse(&spec_json)?;
-        let mut observer = JsObserver(progress);
-        stage(&mut observer, "preparing the prompts").await?;
-        let prepared = prepare(&self.model, &self.tokenizer, &spec)
-            .await
-            .map_err(field_error)?;
+        let (spec, prepared, mut observer) = self.start(&spec_json, progress).await?;
         if self.on_gpu && !self.warm.get() {
             stage(&mut observer, "compiling GPU kernels (the first run only)").await?;
             let tokens = prepared.prompts[0].clean.clone();
@@ -168,16 +181,12 @@ impl Session {
             self.warm.set(true);
         }
         stage(&mut observer, "clean and corrupted runs").await?;
-        let options = RunOptions {
-            budget: self.budget(),
-            ..RunOptions::default()
-        };
         let results = run_prepared(
             &self.model,
             &self.tokenizer,
             &spec,
             &prepared,
-            &options,
+            &self.run_options(),
             &mut observer,
         )
         .await
@@ -215,17 +224,8 @@ impl Session {
     /// progress as for `run`. Resolves to JSON `{results, views}`: lens.json as the CLI writes
     /// it, and each of its views with its grid, axes, label, title and colour limit.
     pub async fn lens(&self, spec_json: String, progress: Function) -> Result<String, JsValue> {
-        let spec = parse(&spec_json)?;
-        let mut observer = JsObserver(progress);
-        stage(&mut observer, "preparing the prompts").await?;
-        let prepared = prepare(&self.model, &self.tokenizer, &spec)
-            .await
-            .map_err(field_error)?;
-        let options = RunOptions {
-            budget: self.budget(),
-            ..RunOptions::default()
-        };
-        let results = run_prepared_lens(&self.model, &spec, &prepared, &options, &mut observer)
+        let (spec, prepared, mut observer) = self.start(&spec_json, progress).await?;
+        let results = run_prepared_lens(&self.model, &spec, &prepared, &self.run_options(), &mut observer)
             .await
             .map_err(field_error)?;
         serde_json::to_string(&serde_json::json!({
@@ -247,17 +247,13 @@ impl Session {
         let choices: Choices = serde_json::from_str(&choices_json)
             .map_err(|e| field_error(PatchingError::Spec(e.to_string())))?;
         let classes = self.circuit.as_ref().map(|c| c.classes.as_slice());
-        let options = RunOptions {
-            budget: self.budget(),
-            ..RunOptions::default()
-        };
         let result = sensitivity::sensitivity(
             &self.model,
             &self.tokenizer,
             &spec,
             &choices,
             classes,
-            &options,
+            &self.run_options(),
             &mut JsObserver(progress),
         )
         .await

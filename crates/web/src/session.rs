@@ -7,8 +7,8 @@ use patchbay_model::logits::top_k;
 use patchbay_model::{
     GPT2_FAMILY, Gpt2, Gpt2Config, Gpt2Tokenizer, Hooks, LogitsAt, StreamLoader, infer_config, read_f32,
 };
-use patchbay_patching::Budget;
 use patchbay_patching::analysis::known_circuits::KnownCircuit;
+use patchbay_patching::{Budget, RunOptions};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -261,8 +261,12 @@ impl Session {
         Ok(value)
     }
 
-    pub(crate) fn budget(&self) -> Budget {
-        self.budget
+    /// How the core runs a long command here: batches within this backend's budget.
+    pub(crate) fn run_options(&self) -> RunOptions {
+        RunOptions {
+            budget: self.budget,
+            ..RunOptions::default()
+        }
     }
 
     pub(crate) fn tokens(&self, ids: &[u32]) -> Vec<Token> {
