@@ -7,11 +7,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, serveDist, open, screenshot, ROOT, TOL } from './lib.mjs';
+import { launch, serveDist, open, screenshot, ROOT, TOL, cliJson } from './lib.mjs';
 
 const MODEL = join(ROOT, 'dist', 'models', 'patchbay-ioi');
 
@@ -37,10 +35,7 @@ after(async () => {
 });
 
 function cliCircuit(spec) {
-  const dir = mkdtempSync(join(tmpdir(), 'patchbay-circuit-'));
-  const file = join(dir, 'spec.json');
-  writeFileSync(file, JSON.stringify(spec));
-  return JSON.parse(execFileSync(join(ROOT, 'target', 'release', 'patchbay'), ['circuit', file, '--model', MODEL, '--json', '--quiet']));
+  return cliJson('circuit', spec, MODEL);
 }
 
 /** Every number of a circuit's results that the CLI and the page must agree on, by name. */

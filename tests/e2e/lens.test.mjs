@@ -4,11 +4,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch, serveDist, open, ROOT } from './lib.mjs';
+import { launch, serveDist, open, ROOT, cliJson } from './lib.mjs';
 
 const MODEL = join(ROOT, 'dist', 'models', 'patchbay-ioi');
 
@@ -21,10 +18,7 @@ after(async () => {
 });
 
 function cliLens(spec) {
-  const dir = mkdtempSync(join(tmpdir(), 'patchbay-lens-'));
-  const file = join(dir, 'spec.json');
-  writeFileSync(file, JSON.stringify(spec));
-  return JSON.parse(execFileSync(join(ROOT, 'target', 'release', 'patchbay'), ['lens', file, '--model', MODEL, '--json', '--quiet']));
+  return cliJson('lens', spec, MODEL);
 }
 
 /** The largest difference between the numbers of two JSON values of the same shape. */

@@ -2,7 +2,8 @@
 // from dist/, and the reference data the page's numbers are checked against.
 
 import { chromium } from 'playwright-core';
-import { mkdtempSync, readFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,4 +102,11 @@ export function maxAbsDiff(a, b) {
 export async function screenshot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/** The JSON `patchbay COMMAND SPEC --model MODEL --json --quiet` prints for `spec`. */
+export function cliJson(command, spec, model) {
+  const file = join(mkdtempSync(join(tmpdir(), `patchbay-${command}-`)), 'spec.json');
+  writeFileSync(file, JSON.stringify(spec));
+  return JSON.parse(execFileSync(join(ROOT, 'target', 'release', 'patchbay'), [command, file, '--model', model, '--json', '--quiet']));
 }
