@@ -282,7 +282,7 @@ impl<'a> Hooks<'a> {
     }
 
     /// Whether any intervention or the cache involves `hook`; lets the forward pass skip work.
-    fn involves(&self, hook: HookPoint) -> bool {
+    pub(crate) fn involves(&self, hook: HookPoint) -> bool {
         self.interventions.iter().any(|i| i.hook == hook)
             || self.cache.as_ref().is_some_and(|c| c.wants(hook))
     }
