@@ -31,6 +31,10 @@ pub struct RunOptions {
     /// Replay these GN noise values (`[samples, positions, d_model]`, for the first prompt)
     /// instead of drawing them: how tests share noise with the reference.
     pub noise: Option<Vec<f32>>,
+    /// Batches of a sweep run at once, each on a thread of its own (native only: the browser's
+    /// WebAssembly has no threads), each within `budget`, so peak memory grows with them. 0 and
+    /// 1 run one at a time.
+    pub threads: usize,
 }
 
 /// Where a run stands.
@@ -170,7 +174,7 @@ pub async fn run_prepared(
             .iter()
             .map(|&index| prepared.input(model, index, options.noise.as_deref()))
             .collect();
-        let runs = PromptRuns::new(model, inputs, &hooks).await?;
+        let runs = PromptRuns::new(model, inputs, &hooks, kind).await?;
         let baselines = &runs.baselines;
         // A prompt's values over its own positions, placed in the grid's cells (NaN where the
         // grid has a role the prompt lacks).
@@ -394,7 +398,15 @@ async fn sweep(
         options.budget,
         strategy,
     );
-    while sweep.step().await? {
+    loop {
+        let more = match options.threads {
+            #[cfg(not(target_family = "wasm"))]
+            threads @ 2.. => sweep.step_threads(threads)?,
+            _ => sweep.step().await?,
+        };
+        if !more {
+            break;
+        }
         let progress = Progress {
             done: *done + sweep.done(),
             total,

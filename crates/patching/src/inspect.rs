@@ -81,7 +81,7 @@ pub async fn head_patterns(
     let mut hooks: Vec<HookPoint> = patch.edits.iter().map(|e| e.hook).collect();
     hooks.push(HookPoint::Pattern(layer));
     let input = prepared.input(model, index, None);
-    let runs = PromptRuns::new(model, vec![input], &hooks).await?;
+    let runs = PromptRuns::new(model, vec![input], &hooks, spec.metric.kind).await?;
     let base = runs.base(spec.direction);
     let rows = runs.rows();
     let mut edits = gn::intervention(base.noise.clone(), rows)?;

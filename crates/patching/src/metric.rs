@@ -23,9 +23,10 @@
 //! KL(P_cl‖P_*) - KL(P_cl‖P_pt), optionally over KL(P_cl‖P_*).
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Gpt2Tokenizer, ModelError, read_f32};
+use patchbay_model::{Gpt2Tokenizer, LogitsAt, ModelError, read_f32};
 use serde::{Deserialize, Serialize};
 
+use crate::sweep::batched::tile;
 use crate::{Direction, PatchingError, PromptPair};
 
 /// The three metrics of the paper, and greater-than's probability difference.
@@ -126,7 +127,9 @@ fn log_softmax(logits: Tensor<2>) -> Tensor<2> {
     shifted - log_sum
 }
 
-/// What one run's last-position logits say, enough for every metric.
+/// What one run's last-position logits say, enough for every metric. A patched run's readings
+/// for the logit difference ([`Scorer::read_patched`]) hold only `logit_r` and `logit_rp`; the
+/// other fields are NaN.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reading {
     pub logit_r: f32,
@@ -263,11 +266,25 @@ pub struct Scorer {
     pub answers: Vec<u32>,
     /// r' per row (r again when the metric needs none).
     pub counters: Vec<u32>,
-    /// log P_clean per row, `[rows, vocab]`.
+    /// log P_clean and P_clean per row, `[rows, vocab]`.
     clean_logprobs: Tensor<2>,
+    clean_probs: Tensor<2>,
     /// Per row, 1 on the tokens of R (of R'), 0 elsewhere: `[rows, vocab]`.
     set_r: Tensor<2>,
     set_rp: Tensor<2>,
+    /// For a metric that reads only r and r' (the logit difference): the distinct ids of every
+    /// row's r and r', which patched runs unembed instead of the whole vocabulary, and where each
+    /// row's r and r' sit among them.
+    columns: Option<Columns>,
+}
+
+/// The few vocabulary entries a patched run's logits are computed for.
+#[derive(Clone, Debug)]
+struct Columns {
+    ids: Vec<u32>,
+    /// Per row, the column of r and of r'.
+    of_answer: Vec<u32>,
+    of_counter: Vec<u32>,
 }
 
 impl Scorer {
@@ -285,13 +302,74 @@ impl Scorer {
             }
             Tensor::from_data(TensorData::new(values, [n, vocab]), &device)
         };
+        let clean_logprobs = log_softmax(clean_logits);
         Scorer {
             answers: rows.iter().map(|a| a.answer).collect(),
             counters: rows.iter().map(|a| a.counter.unwrap_or(a.answer)).collect(),
             set_r: mask(&|a| &a.answer_set),
             set_rp: mask(&|a| &a.counter_set),
-            clean_logprobs: log_softmax(clean_logits),
+            clean_probs: clean_logprobs.clone().exp(),
+            clean_logprobs,
+            columns: None,
         }
+    }
+
+    /// Lets patched runs compute only what `kind` reads: for the logit difference, the logits of
+    /// r and r' ([`Scorer::logits_at`]); the other metrics read the whole distribution.
+    pub fn for_metric(mut self, kind: MetricKind) -> Self {
+        self.columns = (kind == MetricKind::LogitDiff).then(|| {
+            let mut ids: Vec<u32> = self.answers.iter().chain(&self.counters).copied().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let column = |id: &u32| ids.binary_search(id).expect("listed") as u32;
+            Columns {
+                of_answer: self.answers.iter().map(column).collect(),
+                of_counter: self.counters.iter().map(column).collect(),
+                ids,
+            }
+        });
+        self
+    }
+
+    /// The logits patched runs compute: the last position's, and only the columns of r and r'
+    /// when the metric is the logit difference.
+    pub fn logits_at(&self) -> LogitsAt<'_> {
+        match &self.columns {
+            Some(columns) => LogitsAt::LastOf(&columns.ids),
+            None => LogitsAt::Last,
+        }
+    }
+
+    /// The readings of patched runs' logits, computed as [`Scorer::logits_at`] says (`[batch,
+    /// columns]`). With only r and r' computed, the fields the metric does not read are NaN.
+    pub async fn read_patched(&self, logits: Tensor<2>) -> Result<Vec<Reading>, PatchingError> {
+        let Some(columns) = &self.columns else {
+            return self.read(logits).await;
+        };
+        let [batch, _] = logits.dims();
+        let device = logits.device();
+        let picked = Tensor::cat(
+            vec![
+                logits
+                    .clone()
+                    .gather(1, self.ids(&columns.of_answer, batch, &device)),
+                logits.gather(1, self.ids(&columns.of_counter, batch, &device)),
+            ],
+            1,
+        );
+        Ok(read_f32(picked)
+            .await?
+            .chunks_exact(2)
+            .map(|v| Reading {
+                logit_r: v[0],
+                logit_rp: v[1],
+                logprob_r: f32::NAN,
+                kl: f32::NAN,
+                prob_rp: f32::NAN,
+                prob_set_r: f32::NAN,
+                prob_set_rp: f32::NAN,
+            })
+            .collect())
     }
 
     fn rows(&self) -> usize {
@@ -305,7 +383,11 @@ impl Scorer {
     }
 
     fn clean_rows(&self, batch: usize) -> Tensor<2> {
-        self.clean_logprobs.clone().repeat_dim(0, batch / self.rows())
+        tile(self.clean_logprobs.clone(), batch / self.rows())
+    }
+
+    fn clean_probs_rows(&self, batch: usize) -> Tensor<2> {
+        tile(self.clean_probs.clone(), batch / self.rows())
     }
 
     /// The readings of last-position logits `[batch, vocab]`, computed on the device:
@@ -318,11 +400,10 @@ impl Scorer {
             self.ids(&self.counters, batch, &device),
         );
         let logprobs = log_softmax(logits.clone());
-        let clean = self.clean_rows(batch);
-        let kl = sum_vocab(clean.clone().exp() * (clean - logprobs.clone()));
+        let kl = sum_vocab(self.clean_probs_rows(batch) * (self.clean_rows(batch) - logprobs.clone()));
         let probs = logprobs.clone().exp();
         let reps = batch / self.rows();
-        let mass = |set: &Tensor<2>| sum_vocab(probs.clone() * set.clone().repeat_dim(0, reps));
+        let mass = |set: &Tensor<2>| sum_vocab(probs.clone() * tile(set.clone(), reps));
         Tensor::cat(
             vec![
                 logits.clone().gather(1, r.clone()),
@@ -367,8 +448,9 @@ impl Scorer {
             MetricKind::Prob => log_softmax(logits).gather(1, r).exp().squeeze_dim(1),
             MetricKind::Kl => {
                 let lp = log_softmax(logits);
-                let clean = self.clean_rows(batch);
-                sum_vocab(clean.clone().exp() * (clean - lp)).squeeze_dim(1).neg()
+                sum_vocab(self.clean_probs_rows(batch) * (self.clean_rows(batch) - lp))
+                    .squeeze_dim(1)
+                    .neg()
             }
             MetricKind::ProbDiff => {
                 let reps = batch / self.rows();

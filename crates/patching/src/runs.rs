@@ -10,7 +10,7 @@ use patchbay_model::burn::prelude::*;
 use patchbay_model::{ActivationCache, Gpt2, HookPoint, Hooks, LogitsAt};
 
 use crate::corruption::{Corrupted, gn};
-use crate::metric::{Answers, Baselines, Reading, Scorer};
+use crate::metric::{Answers, Baselines, MetricKind, Reading, Scorer};
 use crate::{Direction, PatchingError};
 
 /// One cached forward pass over `rows` token sequences.
@@ -77,11 +77,13 @@ pub struct PromptRuns {
 
 impl PromptRuns {
     /// Runs and caches the clean prompts and their corruptions (all of one length, all STR or
-    /// all GN with the same number of samples), recording `hooks` in both.
+    /// all GN with the same number of samples), recording `hooks` in both; patched runs will be
+    /// read for metric `kind`.
     pub async fn new(
         model: &Gpt2,
         prompts: Vec<PromptInput>,
         hooks: &[HookPoint],
+        kind: MetricKind,
     ) -> Result<Self, PatchingError> {
         let samples = match &prompts[0].corrupted {
             Corrupted::Noise { noise } => noise.dims()[0],
@@ -108,7 +110,7 @@ impl PromptRuns {
             .iter()
             .flat_map(|p| vec![p.answers.clone(); samples])
             .collect();
-        let scorer = Scorer::new(&answers, clean.last_logits.clone());
+        let scorer = Scorer::new(&answers, clean.last_logits.clone()).for_metric(kind);
         let baselines = Baselines {
             clean: scorer.read(clean.last_logits.clone()).await?,
             corrupted: scorer.read(corrupted.last_logits.clone()).await?,

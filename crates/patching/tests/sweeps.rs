@@ -160,6 +160,28 @@ fn batched_sweeps_equal_one_forward_per_patch() {
             );
             let raw_scale = naive.raw_grid.values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             assert!(max_abs_diff(&batched.raw_grid.values, &naive.raw_grid.values) <= 1e-5 * raw_scale);
+            // Batches run three at a time on threads of their own: the very same numbers.
+            let threaded = run(
+                &model,
+                &tokenizer,
+                &spec,
+                &RunOptions {
+                    budget,
+                    threads: 3,
+                    ..Default::default()
+                },
+            );
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&threaded.grid.values),
+                bits(&batched.grid.values),
+                "trial {trial}"
+            );
+            assert_eq!(
+                bits(&threaded.raw_grid.values),
+                bits(&batched.raw_grid.values),
+                "trial {trial}"
+            );
         }
     }
 }

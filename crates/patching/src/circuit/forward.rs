@@ -12,8 +12,8 @@
 //! ([`crate::circuit::qk_fix`]).
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::burn::tensor::activation::{gelu_approximate, softmax};
-use patchbay_model::{Block, Gpt2, ModelError};
+use patchbay_model::burn::tensor::activation::softmax;
+use patchbay_model::{Block, Gpt2, ModelError, gelu_new};
 
 use crate::PatchingError;
 use crate::circuit::graph::Graph;
@@ -290,7 +290,7 @@ pub fn forward(
         let mlp = &block.mlp;
         let out = mlp
             .c_proj
-            .forward(gelu_approximate(mlp.c_fc.forward(block.ln_2.forward(x))));
+            .forward(gelu_new(mlp.c_fc.forward(block.ln_2.forward(x))));
         writers.push(out.clone());
         resid = resid + out;
     }

@@ -9,7 +9,9 @@
 //!   leaves them as in the base run, whose cached keys and values stand in for them;
 //! - a patch that only touches positions before the first position where the clean and
 //!   corrupted runs differ changes nothing, and costs nothing;
-//! - logits are computed at the last position only, and only five numbers per row are read back.
+//! - logits are computed at the last position only; for the logit difference only those of each
+//!   row's r and r', and only those two numbers per row are read back (the other metrics read
+//!   the whole distribution, and seven numbers per row).
 //!
 //! A sweep advances one batch per [`Sweep::step`], so callers can show progress and stop between
 //! batches; results exist only once every batch has run.
@@ -17,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Prefix, Selection};
+use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, Prefix, Selection};
 
 use crate::corruption::gn;
 use crate::metric::Reading;
@@ -25,7 +27,8 @@ use crate::runs::{CachedRun, PromptRuns};
 use crate::sweep::plan::Patch;
 use crate::{Direction, PatchingError};
 
-/// Limits on one batched forward pass, which bound its memory.
+/// Limits on one batched forward pass, which bound its memory (with `RunOptions::threads`, that
+/// many passes run at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     /// Rows (variants × noise samples) per pass; also bounds the `[rows, vocab]` logits.
@@ -157,17 +160,57 @@ impl<'a> Sweep<'a> {
         let Some(batch) = self.batches.get(self.next).cloned() else {
             return Ok(false);
         };
+        let readings = self.run_batch(&batch).await?;
+        self.store(&batch, readings);
+        self.next += 1;
+        Ok(!self.is_finished())
+    }
+
+    /// Runs the next `threads` batches at once, each on a thread of its own. Returns whether
+    /// batches remain. Each batch is the same computation as in [`Sweep::step`], so the readings
+    /// are the same; on the CPU backend one batch's element-wise work, which burn runs on the
+    /// calling thread, then overlaps another's matrix products, which it runs on every core.
+    /// Native only.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn step_threads(&mut self, threads: usize) -> Result<bool, PatchingError> {
+        let end = (self.next + threads.max(1)).min(self.batches.len());
+        let batches = self.batches[self.next..end].to_vec();
+        let this = &*self;
+        let outcomes: Vec<Result<Vec<Reading>, PatchingError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = batches
+                .iter()
+                .map(|batch| scope.spawn(move || pollster::block_on(this.run_batch(batch))))
+                .collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for (batch, readings) in batches.iter().zip(outcomes) {
+            self.store(batch, readings?);
+        }
+        self.next = end;
+        Ok(!self.is_finished())
+    }
+
+    /// The readings of one batch's patches, variant-major.
+    async fn run_batch(&self, batch: &Batch) -> Result<Vec<Reading>, PatchingError> {
         let logits = match self.strategy {
-            Strategy::Batched => self.forward_batched(&batch)?,
+            Strategy::Batched => self.forward_batched(batch)?,
             Strategy::Naive => self.forward_naive(batch.patches[0])?,
         };
-        let readings = self.runs.scorer.read(logits).await?;
+        self.runs.scorer.read_patched(logits).await
+    }
+
+    fn store(&mut self, batch: &Batch, readings: Vec<Reading>) {
         let rows = self.runs.rows();
         for (k, &i) in batch.patches.iter().enumerate() {
             self.readings[i] = Some(readings[k * rows..(k + 1) * rows].to_vec());
         }
-        self.next += 1;
-        Ok(!self.is_finished())
     }
 
     /// Every patch's readings (one per noise sample), in plan order.
@@ -195,7 +238,7 @@ impl<'a> Sweep<'a> {
             resid,
             prefix.as_ref(),
             &mut Hooks::none().with_interventions(&interventions),
-            LogitsAt::Last,
+            self.runs.scorer.logits_at(),
         )?;
         Ok(flatten_last(logits))
     }
@@ -210,7 +253,7 @@ impl<'a> Sweep<'a> {
         let logits = self.model.forward(
             &base.tokens,
             &mut Hooks::none().with_interventions(&interventions),
-            LogitsAt::Last,
+            self.runs.scorer.logits_at(),
         )?;
         Ok(flatten_last(logits))
     }
@@ -245,10 +288,10 @@ fn effective(patch: &mut Patch, first_diff: usize, len: usize) -> Option<(usize,
     Some((layer, offset))
 }
 
-/// `[rows, 1, vocab]` logits as `[rows, vocab]`.
+/// `[rows, 1, columns]` logits as `[rows, columns]`.
 fn flatten_last(logits: Tensor<3>) -> Tensor<2> {
-    let [rows, _, vocab] = logits.dims();
-    logits.reshape([rows, vocab])
+    let [rows, _, columns] = logits.dims();
+    logits.reshape([rows, columns])
 }
 
 /// A run's tensor (one row per prompt and sample) repeated for `variants` variants: row
