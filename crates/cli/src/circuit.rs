@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use patchbay_model::load_dir;
+use patchbay_patching::Progress;
 use patchbay_patching::circuit::discover::{ATTRIBUTION_STAGE, run_circuit};
 use patchbay_patching::circuit::draw::{circuit_svg, curve_svg};
-use patchbay_patching::{Progress, RunOptions};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -70,7 +70,7 @@ pub fn run(args: CircuitArgs) -> Result<(), Exit> {
         &model,
         &tokenizer,
         &spec,
-        &RunOptions::default(),
+        &crate::run_options(&backend),
         &mut observe,
     ))
     .map_err(|e| e.to_string())?;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use patchbay_model::load_dir;
-use patchbay_patching::RunOptions;
 use patchbay_patching::analysis::results::csv;
 use patchbay_patching::export::heatmap;
 use patchbay_patching::lens::run_lens;
@@ -54,7 +53,7 @@ pub fn run(args: LensArgs) -> Result<(), Exit> {
         &model,
         &tokenizer,
         &spec,
-        &RunOptions::default(),
+        &crate::run_options(&backend),
         &mut report,
     ))
     .map_err(|e| e.to_string())?;

@@ -18,6 +18,9 @@ mod train;
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use files::Exit;
 use patchbay_model::backend::{self, Backend};
@@ -56,6 +59,16 @@ enum Command {
     /// Writes a seeded GPT-2 of one of the family's shapes as a Hub checkpoint (benchmarks, no
     /// download).
     Init(init::InitArgs),
+}
+
+/// How the CLI runs experiments on `backend`: on the CPU, two batches of a sweep at once, so that
+/// one's element-wise work (which burn runs on the calling thread) overlaps the other's matrix
+/// products (which it runs on every core).
+pub fn run_options(backend: &Backend) -> patchbay_patching::RunOptions {
+    patchbay_patching::RunOptions {
+        threads: if backend.kind == "cpu" { 2 } else { 1 },
+        ..Default::default()
+    }
 }
 
 /// Where the model runs.

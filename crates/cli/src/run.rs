@@ -8,7 +8,7 @@ use patchbay_model::Gpt2Config;
 use patchbay_model::load_dir;
 use patchbay_patching::analysis::known_circuits::{self, KnownCircuit};
 use patchbay_patching::export::heatmap;
-use patchbay_patching::{ExperimentSpec, ModelSource, RunOptions, run_experiment};
+use patchbay_patching::{ExperimentSpec, ModelSource, run_experiment};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -91,7 +91,7 @@ pub fn run(args: RunArgs) -> Result<(), Exit> {
         &model,
         &tokenizer,
         &spec,
-        &RunOptions::default(),
+        &crate::run_options(&backend),
         &mut report,
     ))
     .map_err(|e| e.to_string())?;

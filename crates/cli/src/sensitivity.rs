@@ -9,7 +9,7 @@ use clap::Args;
 use patchbay_model::load_dir;
 use patchbay_patching::analysis::sensitivity::{Choices, CorruptionChoice, Sensitivity, sensitivity};
 use patchbay_patching::spec::dataset::IoiNames;
-use patchbay_patching::{Direction, MetricKind, RunOptions};
+use patchbay_patching::{Direction, MetricKind};
 
 use crate::BackendChoice;
 use crate::files::{Exit, OutDir, print, read_spec};
@@ -112,7 +112,7 @@ pub fn run(args: SensitivityArgs) -> Result<(), Exit> {
         &spec,
         &choices,
         circuit.as_ref().map(|c| c.classes.as_slice()),
-        &RunOptions::default(),
+        &crate::run_options(&backend),
         &mut report,
     ))
     .map_err(|e| e.to_string())?;

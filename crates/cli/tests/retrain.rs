@@ -32,8 +32,10 @@ const SETTINGS: [&str; 8] = [
 ];
 
 /// How far a point of the loss curve may move on another CPU (losses are about 0.1 to 11;
-/// changing the data, the schedule or the optimizer moves them by far more).
-const CURVE_TOLERANCE: f64 = 1e-3;
+/// changing the data, the schedule or the optimizer moves them by far more). Rounding alone moves
+/// them: gemm picks AVX-512 or AVX2 kernels by the CPU, and a change of formula (GELU as x·σ(2u))
+/// rounds differently; 100 steps of training amplify such last-bit differences to about 1.3e-3.
+const CURVE_TOLERANCE: f64 = 5e-3;
 
 #[test]
 fn the_first_steps_follow_the_committed_loss_curve() {
