@@ -5,12 +5,15 @@
 #
 #   bench/gpu.sh [path/to/patchbay] [--shape gpt2-small|gpt2-medium|...] [--model DIR]
 #
-# `--model DIR` times a Hub-layout folder of your own (a downloaded GPT-2, say) instead.
+# `--model DIR` times a Hub-layout folder of your own (a downloaded GPT-2, say) instead. Without a
+# path it runs target/dist/patchbay (`cargo build --profile dist -p patchbay-cli`, the stripped
+# binary to copy to a GPU machine), else target/release/patchbay.
 #
 # Prints a Markdown table: first use (load + kernel compilation), a forward pass, and the
 # resid_pre and the two head sweeps on the IOI prompt, for wgpu and the CPU, and their ratio.
 set -euo pipefail
 bin=target/release/patchbay
+[ -x target/dist/patchbay ] && bin=target/dist/patchbay
 shape=gpt2-small
 model=""
 while [ $# -gt 0 ]; do
