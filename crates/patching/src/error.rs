@@ -50,6 +50,8 @@ pub enum PatchingError {
     NoPrompts,
     #[error("the run was cancelled")]
     Cancelled,
+    #[error("a worker sharing the run failed: {0}")]
+    Peer(String),
 }
 
 impl PatchingError {
@@ -77,7 +79,7 @@ impl PatchingError {
                 ModelError::LayerOutOfRange { .. } => "target",
                 _ => "run",
             },
-            PatchingError::Cancelled => "run",
+            PatchingError::Cancelled | PatchingError::Peer(_) => "run",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Running an experiment end to end, orchestration only: prepare the spec, plan the sweep, run
 //! each group of prompts' clean and corrupted runs and its sweeps (and, when asked, the
 //! single-layer contrast of a window and attribution patching), aggregate over prompts, and give
-//! a dataset's grid its per-cell uncertainty.
+//! a dataset's grid its per-cell uncertainty. Workers that each hold the model may share a
+//! run ([`Observer::share`]): each runs its part of every sweep and they swap readings, so all
+//! of them end with the results one worker alone computes.
 
 use std::future::Future;
 
@@ -20,6 +22,7 @@ use crate::spec::Normalize;
 use crate::sweep::batched::{Budget, Strategy, Sweep};
 use crate::sweep::path::{self, PathSweep};
 use crate::sweep::plan::{Axis, Plan};
+use crate::sweep::share::{Shard, Share};
 use crate::sweep::window;
 use crate::{ExperimentSpec, PatchingError};
 
@@ -49,9 +52,32 @@ pub struct Progress {
     pub partial: Option<(Vec<f64>, Vec<Axis>)>,
 }
 
-/// Told of progress between batches; answers whether to go on.
+/// Told of progress between batches; answers whether to go on. A worker that shares the run
+/// with others also says which part it runs, and swaps readings with them.
 pub trait Observer {
+    /// Progress counts this worker's own patches ([`Sweep::done`]): the workers' progress adds
+    /// up to the run's.
     fn progress(&mut self, progress: &Progress) -> impl Future<Output = bool>;
+
+    /// This worker's part of the run.
+    fn share(&self) -> Share {
+        Share::ALONE
+    }
+
+    /// Hands this worker's readings of the run's sweep number `call` (from 0) to the other
+    /// workers and returns theirs, one shard from each; called only when the run is shared.
+    fn exchange(
+        &mut self,
+        call: usize,
+        mine: Shard,
+    ) -> impl Future<Output = Result<Vec<Shard>, PatchingError>> {
+        let _ = (call, mine);
+        async {
+            Err(PatchingError::Peer(
+                "this run has no other workers to exchange with".into(),
+            ))
+        }
+    }
 }
 
 impl<F: FnMut(&Progress) -> bool> Observer for F {
@@ -145,7 +171,11 @@ pub async fn run_prepared(
     let per_batch =
         cells + single_shape.as_ref().map_or(0, |s| s.iter().product()) + usize::from(spec.attribution);
     let total = per_batch * batches.len();
+    let share = observer.share();
+    // What every worker runs alike counts on the first one only.
+    let common = |n: usize| if share.counts_common() { n } else { 0 };
     let mut done = 0;
+    let mut calls = 0;
     let mut finished = 0;
 
     // Per prompt, in the grid's cells: effects (un-normalized), denominators, raw values,
@@ -207,10 +237,11 @@ pub async fn run_prepared(
             |_: usize, rows: &[Reading]| rows.iter().map(|r| kind.raw(r)).sum::<f64>() / rows.len() as f64;
 
         let readings = if let Some(receivers) = &receivers {
+            // Path patching runs whole on every worker: it is not shared.
             let mut sweep = PathSweep::new(model, &runs, spec.direction, receivers.clone());
             while sweep.step().await? {
                 let progress = Progress {
-                    done: done + sweep.done(),
+                    done: done + common(sweep.done()),
                     total,
                     stage: stage.clone(),
                     partial: None,
@@ -219,11 +250,11 @@ pub async fn run_prepared(
                     return Err(PatchingError::Cancelled);
                 }
             }
-            done += sweep.total();
+            done += common(sweep.total());
             sweep.into_readings()?
         } else {
             sweep(
-                model, &runs, spec, &plan, options, observer, &mut done, total, &stage,
+                model, &runs, spec, &plan, options, observer, &mut done, &mut calls, total, &stage,
             )
             .await?
         };
@@ -232,7 +263,7 @@ pub async fn run_prepared(
         let batch_singles = match &single {
             Some(single) => {
                 let readings = sweep(
-                    model, &runs, spec, single, options, observer, &mut done, total, &stage,
+                    model, &runs, spec, single, options, observer, &mut done, &mut calls, total, &stage,
                 )
                 .await?;
                 per_prompt(&readings, &effect)
@@ -241,7 +272,7 @@ pub async fn run_prepared(
         };
         let batch_attributed = if spec.attribution {
             let values = attribute(model, &runs, spec, &plan).await?;
-            done += 1;
+            done += common(1);
             values
         } else {
             Vec::new()
@@ -376,7 +407,8 @@ pub async fn run_prepared(
     })
 }
 
-/// Runs one plan's sweep on a group of prompts, reporting progress.
+/// Runs one plan's sweep on a group of prompts (this worker's part of it, then the others'
+/// readings swapped in: the run's sweep number `calls`), reporting progress.
 #[allow(clippy::too_many_arguments)]
 async fn sweep(
     model: &Gpt2,
@@ -386,10 +418,12 @@ async fn sweep(
     options: &RunOptions,
     observer: &mut impl Observer,
     done: &mut usize,
+    calls: &mut usize,
     total: usize,
     stage: &str,
 ) -> Result<Vec<Vec<Reading>>, PatchingError> {
     let strategy = options.strategy.unwrap_or(Strategy::Batched);
+    let share = observer.share();
     let mut sweep = Sweep::new(
         model,
         runs,
@@ -397,7 +431,8 @@ async fn sweep(
         &plan.patches,
         options.budget,
         strategy,
-    );
+    )
+    .share(share);
     loop {
         let more = match options.threads {
             #[cfg(not(target_family = "wasm"))]
@@ -417,7 +452,13 @@ async fn sweep(
             return Err(PatchingError::Cancelled);
         }
     }
-    *done += sweep.total();
+    *done += sweep.done();
+    if share.is_shared() {
+        for shard in observer.exchange(*calls, sweep.shard()).await? {
+            sweep.merge(shard)?;
+        }
+    }
+    *calls += 1;
     sweep.into_readings()
 }
 

@@ -1,6 +1,7 @@
 //! Property test: over random targets, corruptions, metrics, directions and windows, the batched
 //! sweep (start at the patched layer, reuse cached keys and values, skip no-op patches, batch
-//! under a small budget) gives the same numbers as a plain loop of one full forward per patch.
+//! under a small budget) gives the same numbers as a plain loop of one full forward per patch;
+//! and a run shared by workers gives the very numbers of a run alone.
 
 mod common;
 
@@ -334,6 +335,233 @@ fn prompts_batched_together_equal_prompts_run_one_by_one() {
             );
             assert!((a.clean.metric - b.clean.metric).abs() <= 1e-4);
             assert!((a.corrupted.metric - b.corrupted.metric).abs() <= 1e-4);
+        }
+    }
+}
+
+/// A shard as the page posts it between workers: the sweep's number and the flat arrays.
+type Post = (usize, Vec<u32>, Vec<f32>);
+
+/// One worker of a pool of threads that share a run, as the page's Web Workers do: shards cross
+/// as flat arrays through channels, and a stop reaches every worker (the page's Cancel).
+struct Peer {
+    share: patchbay_patching::sweep::share::Share,
+    others: Vec<std::sync::mpsc::Sender<Post>>,
+    inbox: std::sync::mpsc::Receiver<Post>,
+    early: Vec<Post>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Stop after this many progress reports.
+    stop_after: Option<usize>,
+    seen: Vec<usize>,
+}
+
+impl patchbay_patching::Observer for Peer {
+    async fn progress(&mut self, p: &patchbay_patching::Progress) -> bool {
+        use std::sync::atomic::Ordering;
+        self.seen.push(p.done);
+        if self.stop_after.is_some_and(|n| self.seen.len() >= n) {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        !self.stop.load(Ordering::SeqCst)
+    }
+
+    fn share(&self) -> patchbay_patching::sweep::share::Share {
+        self.share
+    }
+
+    async fn exchange(
+        &mut self,
+        call: usize,
+        mine: patchbay_patching::sweep::share::Shard,
+    ) -> Result<Vec<patchbay_patching::sweep::share::Shard>, patchbay_patching::PatchingError> {
+        use patchbay_patching::PatchingError;
+        use patchbay_patching::sweep::share::Shard;
+        let (patches, values) = mine.to_flat();
+        for other in &self.others {
+            let _ = other.send((call, patches.clone(), values.clone()));
+        }
+        let mut theirs = Vec::new();
+        while theirs.len() + 1 < self.share.count {
+            if let Some(k) = self.early.iter().position(|post| post.0 == call) {
+                let (_, patches, values) = self.early.remove(k);
+                theirs.push(Shard::from_flat(&patches, &values)?);
+                continue;
+            }
+            if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PatchingError::Cancelled);
+            }
+            match self.inbox.recv_timeout(std::time::Duration::from_millis(5)) {
+                Ok(post) => self.early.push(post),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => return Err(PatchingError::Peer("the other workers stopped".into())),
+            }
+        }
+        Ok(theirs)
+    }
+}
+
+/// Runs `spec` on a pool of `count` threads; each worker's outcome and progress.
+#[allow(clippy::type_complexity)]
+fn pooled(
+    model: &patchbay_model::Gpt2,
+    tokenizer: &patchbay_model::Gpt2Tokenizer,
+    spec: &ExperimentSpec,
+    options: &RunOptions,
+    count: usize,
+    stop_after: Option<usize>,
+) -> Vec<(
+    Result<patchbay_patching::Results, patchbay_patching::PatchingError>,
+    Vec<usize>,
+)> {
+    use patchbay_patching::sweep::share::Share;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (senders, inboxes): (Vec<_>, Vec<_>) = (0..count).map(|_| std::sync::mpsc::channel::<Post>()).unzip();
+    let peers: Vec<Peer> = inboxes
+        .into_iter()
+        .enumerate()
+        .map(|(index, inbox)| Peer {
+            share: Share::new(index, count).unwrap(),
+            others: (0..count)
+                .filter(|&j| j != index)
+                .map(|j| senders[j].clone())
+                .collect(),
+            inbox,
+            early: Vec::new(),
+            stop: stop.clone(),
+            stop_after: stop_after.filter(|_| index == count - 1),
+            seen: Vec::new(),
+        })
+        .collect();
+    drop(senders);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = peers
+            .into_iter()
+            .map(|mut peer| {
+                scope.spawn(move || {
+                    let outcome = pollster::block_on(patchbay_patching::run_experiment(
+                        model, tokenizer, spec, options, &mut peer,
+                    ));
+                    if outcome.is_err() {
+                        peer.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    (outcome, peer.seen)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+/// A run shared by 2 or 3 workers, each running its part of every sweep, gives results that
+/// serialise to the very bytes of the run alone, for random sweeps, a dataset with attribution
+/// patching, and path patching; each worker's progress rises, and the workers' last reports add
+/// up to the total.
+#[test]
+fn shared_runs_equal_a_run_alone() {
+    use patchbay_patching::tasks::ioi::{IoiCorruption, IoiOptions, ioi_prompts};
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut specs: Vec<ExperimentSpec> = (0..10).map(|_| random_spec(&mut rng)).collect();
+    let mut dataset = random_spec(&mut rng);
+    dataset.prompts = ioi_prompts(
+        &tokenizer,
+        5,
+        3,
+        &IoiOptions::new(IoiCorruption::S2).with_template(0),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|p| p.pair)
+    .collect();
+    dataset.corruption = Corruption::Str;
+    dataset.window = None;
+    dataset.metric.normalized = true;
+    dataset.attribution = true;
+    dataset.target = Target {
+        component: Component::Z,
+        positions: Choice::All,
+        heads: Choice::Each,
+        receivers: None,
+    };
+    specs.push(dataset);
+    let mut path = random_spec(&mut rng);
+    path.window = None;
+    path.corruption = Corruption::Str;
+    path.target =
+        serde_json::from_str(r#"{"component":"path","receivers":{"heads":[[2,0]],"input":"q"}}"#).unwrap();
+    specs.push(path);
+    let options = RunOptions {
+        budget: Budget {
+            max_batch: 4,
+            max_tokens: 64,
+        },
+        ..Default::default()
+    };
+    for (k, spec) in specs.iter().enumerate() {
+        let mut alone_seen = Vec::new();
+        let alone = pollster::block_on(patchbay_patching::run_experiment(
+            &model,
+            &tokenizer,
+            spec,
+            &options,
+            &mut |p: &patchbay_patching::Progress| {
+                alone_seen.push((p.done, p.total));
+                true
+            },
+        ))
+        .unwrap();
+        let &(total_done, total) = alone_seen.last().unwrap();
+        assert_eq!(total_done, total, "spec {k}");
+        let alone = serde_json::to_string(&alone).unwrap();
+        for count in [2, 3] {
+            let workers = pooled(&model, &tokenizer, spec, &options, count, None);
+            let mut summed = 0;
+            for (index, (outcome, seen)) in workers.into_iter().enumerate() {
+                let results = outcome.unwrap_or_else(|e| panic!("spec {k}, worker {index} of {count}: {e}"));
+                assert_eq!(
+                    serde_json::to_string(&results).unwrap(),
+                    alone,
+                    "spec {k}, worker {index} of {count}"
+                );
+                assert!(seen.windows(2).all(|w| w[0] <= w[1]), "spec {k}: {seen:?}");
+                summed += seen.last().copied().unwrap_or(0);
+            }
+            assert_eq!(summed, total, "spec {k}, {count} workers");
+        }
+    }
+}
+
+/// When one worker of a pool stops, every worker ends (none waits for it for ever): with
+/// `Cancelled`, or with the others' stop.
+#[test]
+fn a_stop_ends_every_worker_of_a_pool() {
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let mut spec = random_spec(&mut ChaCha8Rng::seed_from_u64(3));
+    spec.window = None;
+    spec.target = Target {
+        component: Component::Z,
+        positions: Choice::Each,
+        heads: Choice::Each,
+        receivers: None,
+    };
+    let options = RunOptions {
+        budget: Budget {
+            max_batch: 2,
+            max_tokens: 32,
+        },
+        ..Default::default()
+    };
+    for stop_after in [1, 3, 6] {
+        for (outcome, _) in pooled(&model, &tokenizer, &spec, &options, 3, Some(stop_after)) {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(patchbay_patching::PatchingError::Cancelled
+                        | patchbay_patching::PatchingError::Peer(_))
+                ),
+                "after {stop_after}: {:?}",
+                outcome.map(|_| ())
+            );
         }
     }
 }

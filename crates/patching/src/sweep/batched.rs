@@ -14,7 +14,8 @@
 //!   the whole distribution, and seven numbers per row).
 //!
 //! A sweep advances one batch per [`Sweep::step`], so callers can show progress and stop between
-//! batches; results exist only once every batch has run.
+//! batches; results exist only once every batch has run. Workers that share a sweep
+//! ([`Sweep::share`]) each run their own batches and swap [`Shard`]s.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,7 @@ use crate::corruption::gn;
 use crate::metric::Reading;
 use crate::runs::{CachedRun, PromptRuns};
 use crate::sweep::plan::Patch;
+use crate::sweep::share::{Shard, Share};
 use crate::{Direction, PatchingError};
 
 /// Limits on one batched forward pass, which bound its memory (with `RunOptions::threads`, that
@@ -71,8 +73,15 @@ pub struct Sweep<'a> {
     patches: Vec<Patch>,
     strategy: Strategy,
     batches: Vec<Batch>,
+    /// The batches this worker runs, in order; the next to run is `owned[next]`.
+    owned: Vec<usize>,
     next: usize,
     readings: Vec<Option<Vec<Reading>>>,
+    share: Share,
+    /// Patches that change nothing, read from the base run.
+    no_ops: usize,
+    /// Patches this worker has run.
+    ran: usize,
 }
 
 impl<'a> Sweep<'a> {
@@ -128,16 +137,36 @@ impl<'a> Sweep<'a> {
                 batches
             }
         };
+        let no_ops = readings.iter().filter(|r| r.is_some()).count();
         Sweep {
             model,
             runs,
             direction,
             patches,
             strategy,
+            owned: (0..batches.len()).collect(),
             batches,
             next: 0,
             readings,
+            share: Share::ALONE,
+            no_ops,
+            ran: 0,
         }
+    }
+
+    /// The sweep as worker `share.index` of `share.count` runs it: only its own batches, the
+    /// costliest spread first (a batch costs its rows' positions times the layers it runs).
+    pub fn share(mut self, share: Share) -> Self {
+        let (rows, len, n_layer) = (self.runs.rows(), self.runs.len(), self.model.config.n_layer);
+        let costs: Vec<usize> = self
+            .batches
+            .iter()
+            .map(|b| b.patches.len() * rows * (len - b.offset) * (n_layer - b.layer))
+            .collect();
+        let owned = share.owned(&costs);
+        self.owned = (0..self.batches.len()).filter(|&b| owned[b]).collect();
+        self.share = share;
+        self
     }
 
     /// Number of patches.
@@ -145,19 +174,25 @@ impl<'a> Sweep<'a> {
         self.patches.len()
     }
 
-    /// Number of patches with results so far.
+    /// Number of patches this worker has results for so far; those that change nothing count
+    /// on the first worker only, so that the workers sharing a sweep add up to its total.
     pub fn done(&self) -> usize {
-        self.readings.iter().filter(|r| r.is_some()).count()
+        self.ran
+            + if self.share.counts_common() {
+                self.no_ops
+            } else {
+                0
+            }
     }
 
-    /// Whether every patch has run.
+    /// Whether every batch of this worker has run.
     pub fn is_finished(&self) -> bool {
-        self.next == self.batches.len()
+        self.next == self.owned.len()
     }
 
     /// Runs the next batch. Returns whether batches remain.
     pub async fn step(&mut self) -> Result<bool, PatchingError> {
-        let Some(batch) = self.batches.get(self.next).cloned() else {
+        let Some(batch) = self.owned.get(self.next).map(|&b| self.batches[b].clone()) else {
             return Ok(false);
         };
         let readings = self.run_batch(&batch).await?;
@@ -173,8 +208,11 @@ impl<'a> Sweep<'a> {
     /// Native only.
     #[cfg(not(target_family = "wasm"))]
     pub fn step_threads(&mut self, threads: usize) -> Result<bool, PatchingError> {
-        let end = (self.next + threads.max(1)).min(self.batches.len());
-        let batches = self.batches[self.next..end].to_vec();
+        let end = (self.next + threads.max(1)).min(self.owned.len());
+        let batches: Vec<Batch> = self.owned[self.next..end]
+            .iter()
+            .map(|&b| self.batches[b].clone())
+            .collect();
         let this = &*self;
         let outcomes: Vec<Result<Vec<Reading>, PatchingError>> = std::thread::scope(|scope| {
             let running: Vec<_> = batches
@@ -211,13 +249,38 @@ impl<'a> Sweep<'a> {
         for (k, &i) in batch.patches.iter().enumerate() {
             self.readings[i] = Some(readings[k * rows..(k + 1) * rows].to_vec());
         }
+        self.ran += batch.patches.len();
+    }
+
+    /// The readings of the patches this worker has run, for the others sharing the sweep.
+    pub fn shard(&self) -> Shard {
+        let patches: Vec<usize> = self.owned[..self.next]
+            .iter()
+            .flat_map(|&b| self.batches[b].patches.iter().copied())
+            .collect();
+        let readings = patches
+            .iter()
+            .map(|&i| self.readings[i].clone().expect("a batch run has its readings"))
+            .collect();
+        Shard { patches, readings }
+    }
+
+    /// Another worker's readings, checked against the plan.
+    pub fn merge(&mut self, shard: Shard) -> Result<(), PatchingError> {
+        shard.fill(&mut self.readings, self.runs.rows())
     }
 
     /// Every patch's readings (one per noise sample), in plan order.
     pub fn into_readings(self) -> Result<Vec<Vec<Reading>>, PatchingError> {
+        let shared = self.share.is_shared();
         self.readings
             .into_iter()
-            .map(|r| r.ok_or(PatchingError::Cancelled))
+            .map(|r| {
+                r.ok_or_else(|| match shared {
+                    true => PatchingError::Peer("a patch of the sweep came from no worker".into()),
+                    false => PatchingError::Cancelled,
+                })
+            })
             .collect()
     }
 
