@@ -12,7 +12,10 @@
 // "slow on the CPU" question; until its heatmap is shown). The native figures are the release
 // CLI's: load and sweep from `patchbay run --timings` (the sweep without load), the forward from
 // `patchbay bench-forward` (median of 20), at 1 thread (the page's wasm has none) and 2. Memory: the renderer's peak resident set (VmHWM, the worker runs in it) and the
-// worker's wasm memory after the load, against the weights file's size.
+// worker's wasm memory after the load, against the weights file's size. The page runs twice: with
+// one worker (`?workers=1`: load, forward, sweep, memory), and with the pool the page picks for
+// this machine (web/worker-pool.js: the sweep, shared by its workers, whose results must be the
+// single worker's byte for byte, and the renderer's resident set with every worker's model).
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -96,11 +99,11 @@ function timeInPage(page, button, until, url = null) {
   );
 }
 
-async function page(server, modelUrl) {
+async function page(server, modelUrl, workers = null) {
   const context = await launch({ webgpu: false });
   try {
     const page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(workers ? `${server.url}?workers=${workers}` : server.url);
     // The shipped model loads and runs its first experiment; wait until the page is idle.
     await page.waitForFunction(() => (window.patchbay?.results && !window.patchbay.running) || window.patchbay?.errors.length, null, { timeout: 600_000 });
     const backend = await page.evaluate(() => window.patchbay.backend.kind);
@@ -112,6 +115,11 @@ async function page(server, modelUrl) {
     const load = await timeInPage(page, '#load', 'model', modelUrl);
     await page.waitForFunction(() => window.patchbay.prediction, null, { timeout: 600_000 });
     const peakRss = rendererMemory('VmHWM');
+    // The helpers load their copies after the lead's.
+    const pool = await page.evaluate(async () => {
+      await window.patchbayPool.settled();
+      return window.patchbayPool.size;
+    });
     const wasmMemory = await page.workers()[0].evaluate(async () => {
       // The worker's module instance: init() again returns its exports, memory among them.
       const pkg = await import(new URL('../pkg/patchbay_web.js', self.location.href).href);
@@ -135,7 +143,8 @@ async function page(server, modelUrl) {
       sweep.push(await timeInPage(page, '#run-anyway', 'run'));
       results = await page.evaluate(() => window.patchbay.results);
     }
-    return { load: load / 1000, forward: median(forward) / 1000, sweep: median(sweep) / 1000, rssBefore, peakRss, wasmMemory, results };
+    const rss = rendererMemory('VmRSS');
+    return { load: load / 1000, forward: median(forward) / 1000, sweep: median(sweep) / 1000, rssBefore, peakRss, wasmMemory, results, pool, rss };
   } finally {
     await context.close();
   }
@@ -172,7 +181,8 @@ try {
   for (const name of readdirSync(dist)) symlinkSync(join(dist, name), join(site, name));
   symlinkSync(model, join(site, shape));
   const server = await serve(site, 0);
-  const web = await page(server, `${server.url}${shape}/`);
+  const web = await page(server, `${server.url}${shape}/`, 1);
+  const pooled = await page(server, `${server.url}${shape}/`);
   await server.close();
 
   const specFile = join(work, 'spec.json');
@@ -186,10 +196,18 @@ try {
   console.log(`page: one load, median of 5 forwards and of ${runs} sweeps; native: medians of ${runs} loads and sweeps, of 20 forwards\n`);
   console.log('| measurement | page, CPU fallback s | native 1 thread s | native 2 threads s | page speed / native 1 thread | page speed / native 2 threads |');
   console.log('|---|---|---|---|---|---|');
-  for (const [key, name] of [['load', 'load the model'], ['forward', 'one forward pass (last-position logits)'], ['sweep', 'IOI resid_pre sweep (layer × position)']]) {
-    const pct = (n) => `${((100 * n[key]) / web[key]).toFixed(0)}%`;
-    console.log(`| ${name} | ${web[key].toFixed(3)} | ${one[key].toFixed(3)} | ${two[key].toFixed(3)} | ${pct(one)} | ${pct(two)} |`);
+  const rows = [
+    [web, 'load', 'load the model'],
+    [web, 'forward', 'one forward pass (last-position logits)'],
+    [web, 'sweep', 'IOI resid_pre sweep (layer × position), 1 worker'],
+    [pooled, 'sweep', `IOI resid_pre sweep, ${pooled.pool} workers (the page's pool here)`],
+  ];
+  for (const [from, key, name] of rows) {
+    const pct = (n) => `${((100 * n[key]) / from[key]).toFixed(0)}%`;
+    console.log(`| ${name} | ${from[key].toFixed(3)} | ${one[key].toFixed(3)} | ${two[key].toFixed(3)} | ${pct(one)} | ${pct(two)} |`);
   }
+  const same = JSON.stringify(pooled.results) === JSON.stringify(web.results);
+  console.log(`\n${pooled.pool} workers vs 1: results ${same ? 'identical, byte for byte' : 'DIFFER'}; renderer RSS with every worker's model ${MB(pooled.rss)} MB (1 worker: ${MB(web.rss)} MB)`);
   console.log(`\npage memory loading ${MB(weights)} MB of weights: renderer peak RSS ${MB(web.peakRss)} MB (${(web.peakRss / weights).toFixed(2)}× the file; ${MB(web.rssBefore)} MB before the load), wasm memory after it ${MB(web.wasmMemory)} MB (${(web.wasmMemory / weights).toFixed(2)}×)`);
 } finally {
   rmSync(work, { recursive: true, force: true });

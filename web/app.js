@@ -2,7 +2,7 @@
 // (crates/web on crates/patching); this file only moves data and shows it, always as text.
 
 import { $, el, say, formatBytes } from './dom.js';
-import { WorkerClient } from './worker-client.js';
+import { WorkerPool } from './worker-pool.js';
 import { Editor, clearErrors, showFieldError } from './editor.js';
 import { ResultsView } from './results.js';
 import { CompareView } from './compare.js';
@@ -19,7 +19,11 @@ const params = new URLSearchParams(location.search);
 const SHIPPED = { 'patchbay-ioi': 'patchbay-ioi: 3 layers, trained on IOI (offline, 8 MB)', tiny: 'tiny: the random test model (offline, 3 MB)' };
 let EMBEDDED = SHIPPED[params.get('model')] ? params.get('model') : 'patchbay-ioi';
 const embeddedBase = () => new URL(`../models/${EMBEDDED}/`, import.meta.url).href;
-const worker = new WorkerClient(new URL('./worker.js', import.meta.url));
+/** The model workers: on the CPU, several share each run (`?workers=N` sets how many). */
+const worker = new WorkerPool(new URL('./worker.js', import.meta.url), {
+  requested: params.get('workers') ? Number(params.get('workers')) : null,
+});
+window.patchbayPool = worker;
 
 /**
  * State the end-to-end tests read. `started` counts runs begun and `lastStarted` is the exact
@@ -39,6 +43,10 @@ const state = {
   running: false,
   errors: [],
   runs: 0,
+  /** How many workers share each run (1 on WebGPU). */
+  workers: 1,
+  /** `[done, total]` of every progress report of the latest run. */
+  progress: [],
   started: 0,
   lastStarted: null,
   stages: [],
@@ -90,6 +98,7 @@ worker.onProgress = (p) => {
     return;
   }
   if (p.kind === 'run') {
+    state.progress.push([p.done, p.total]);
     const bar = $('#run-progress');
     bar.hidden = false;
     bar.max = p.total || 1;
@@ -122,11 +131,18 @@ function backendArgs() {
   return { useGpu: params.get('backend') !== 'cpu', bindingCap: cap ? Number(cap) : null };
 }
 
+/** The backend line: what runs the model, and how many workers share each run. */
+function showBackend() {
+  state.workers = worker.size;
+  const pool = worker.size > 1 ? `, ${worker.size} workers sharing each run` : '';
+  $('#backend').textContent = `Running on ${state.backend.description}${pool}`;
+}
+
 async function startBackend() {
   const info = await worker.call('init', backendArgs());
   state.backend = info;
   mark('backend');
-  $('#backend').textContent = `Running on ${info.description}`;
+  showBackend();
   $('#backend').dataset.kind = info.kind;
   if (info.fallback_reason) {
     say(
@@ -280,6 +296,7 @@ async function loadModel({ adopt = false } = {}) {
       `context ${info.n_positions} (${origin}).`;
     // Nothing was downloaded: no download line to keep.
     if (origin.startsWith('shipped')) $('#progress-text').textContent = '';
+    worker.settled().then(showBackend);
     showModelNote();
     editor.schedule(0);
   } catch (error) {
@@ -391,6 +408,7 @@ async function runInWorker(cmd, args, label, show = null) {
   if (state.running) throw new Error('An experiment is already running.');
   state.running = label === 'experiment' ? 'experiment' : label;
   state.stages = [];
+  state.progress = [];
   setRunnable(false);
   $('#cancel').hidden = false;
   $('#run-progress').hidden = false;

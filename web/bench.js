@@ -2,17 +2,21 @@
 // family with GPT-2's seeded initialisation (the core's `Session.seeded`, the model `patchbay
 // init` writes), then this page times, on the browser's adapter: the first forward pass (on
 // WebGPU, kernel compilation included), a forward pass (median of 5), the IOI resid_pre sweep
-// (first, then warm) and the two head sweeps, as bench/gpu.sh does natively. It prints a table
-// and a Markdown copy, with the adapter's name. Nothing the user types reaches HTML.
+// (first, then warm) and the two head sweeps, as bench/gpu.sh does natively. On the CPU the
+// sweeps are shared by a pool of workers (web/worker-pool.js; `?workers=N` sets how many). It
+// prints a table and a Markdown copy, with the adapter's name and the pool's size. Nothing the
+// user types reaches HTML.
 
-import { WorkerClient } from './worker-client.js';
+import { WorkerPool } from './worker-pool.js';
 import { $, el, say } from './dom.js';
 
 const params = new URLSearchParams(location.search);
-const worker = new WorkerClient(new URL('./worker.js', import.meta.url));
+const worker = new WorkerPool(new URL('./worker.js', import.meta.url), {
+  requested: params.get('workers') ? Number(params.get('workers')) : null,
+});
 const PROMPT = { clean: 'When Mary and John went to the store, John gave a drink to', corrupted: 'When Mary and John went to the store, Mary gave a drink to', answer: ' Mary', counter_answer: ' John' };
 /** The state tests read. */
-const state = { backend: null, rows: null, results: {}, error: null };
+const state = { backend: null, workers: 1, rows: null, results: {}, error: null };
 window.patchbayBench = state;
 
 /** The spec of one sweep on the IOI prompt, as bench/gpu.sh writes it. */
@@ -44,6 +48,9 @@ async function run(shape) {
   status(`Building a seeded ${shape} in the page…`);
   const [build] = await timed(() => worker.call('seeded', { shape, seed: 0 }));
   row(`build the model (seeded ${shape})`, build);
+  // The helpers build their copies before the sweeps are timed.
+  await worker.settled();
+  state.workers = worker.size;
   const predict = () => worker.call('predict', { text: PROMPT.clean, bos: true, k: 10 });
   status('First forward pass…');
   row('first forward pass (kernel compilation included on WebGPU)', (await timed(predict))[0]);
@@ -75,7 +82,7 @@ function show(rows) {
     }),
   );
   $('#bench-table').hidden = false;
-  const lines = [`adapter: ${state.backend.description}; ${navigator.userAgent}`, '', '| measurement | seconds |', '|---|---|'];
+  const lines = [`adapter: ${state.backend.description}; ${state.workers} worker(s) per sweep; ${navigator.userAgent}`, '', '| measurement | seconds |', '|---|---|'];
   for (const r of rows) lines.push(`| ${r.name} | ${r.seconds.toFixed(3)} |`);
   $('#bench-markdown').textContent = lines.join('\n');
   $('#bench-markdown').hidden = false;

@@ -12,6 +12,8 @@ export class WorkerClient {
     this.restarting = null;
     this.onProgress = () => {};
     this.onStarted = () => {};
+    /** Called with this worker's shard of a shared run (web/worker-pool.js passes it on). */
+    this.onShard = () => {};
     /** Called with a `send(cmd, args)` on the fresh worker, before any other call reaches it. */
     this.onRestart = async () => {};
     this.start();
@@ -22,6 +24,10 @@ export class WorkerClient {
     this.worker.onmessage = ({ data }) => {
       if (data.progress) {
         this.onProgress(data.progress);
+        return;
+      }
+      if (data.shard) {
+        this.onShard(data.shard);
         return;
       }
       if (data.started !== undefined) {
@@ -66,6 +72,16 @@ export class WorkerClient {
     if (this.crashed) await this.restart();
     else if (this.restarting) await this.restarting;
     return this.send(cmd, args);
+  }
+
+  /** Another worker's shard of the shared run, for this one. */
+  passShard(shard) {
+    this.worker.postMessage({ peer: shard });
+  }
+
+  /** Ends the worker; calls in flight never settle. */
+  terminate() {
+    this.worker.terminate();
   }
 
   send(cmd, args) {

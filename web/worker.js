@@ -1,6 +1,8 @@
 // The Web Worker that owns the model: it picks the backend, downloads checkpoints (with
 // progress, and Cache Storage for remote files), and runs the wasm. The page talks to it
-// through web/worker-client.js, so the UI never freezes.
+// through web/worker-client.js, so the UI never freezes. On the CPU, several such workers may
+// share a run (web/worker-pool.js): each runs its part of every sweep, and their shards pass
+// through the page.
 
 import init, {
   initBackend,
@@ -21,6 +23,8 @@ const CACHE_NAME = 'patchbay-models-v1';
 let session = null;
 /** The run in progress, if any: a Cancel message sets `cancelled`. */
 let running = null;
+/** The shared run in progress, if any: its place in the pool and the other workers' shards. */
+let pooled = null;
 /** Results the page shows, by slot (`main`, `detail`): the core's view of each. */
 const shown = new Map();
 /** The circuit found last (the core's `CircuitView`), drawn at any k on request. */
@@ -391,10 +395,15 @@ const commands = {
   parseSpec: ({ spec }) => parseSpec(spec),
   check: ({ spec }) => requireSession().check(spec),
   size: async ({ spec }) => JSON.parse(await requireSession().size(spec)),
-  async run({ spec }) {
+  /** How many workers should share each run with this model here (the core's poolSize). */
+  poolSize: ({ cores, deviceMemory, requested }) =>
+    requireSession().poolSize(cores ?? 1, deviceMemory ?? undefined, requested ?? undefined),
+  /** Runs a spec, alone or as worker `pool.index` of `pool.count`. */
+  async run({ spec, pool }) {
     const model = requireSession();
     if (running) throw new Error('An experiment is already running.');
     running = { cancelled: false };
+    pooled = pool ? sharedRun(pool) : null;
     const started = performance.now();
     // The exact spec text handed to the core, for the page (and its tests) to see.
     self.postMessage({ started: spec });
@@ -406,9 +415,11 @@ const commands = {
         // Yield to the event loop so that a Cancel message can arrive, then answer.
         return new Promise((resolve) => setTimeout(() => resolve(!running.cancelled), 0));
       };
-      return JSON.parse(await model.run(spec, progress));
+      return JSON.parse(await model.run(spec, progress, pooled?.core));
     } finally {
+      pooled?.cancel();
       running = null;
+      pooled = null;
     }
   },
   sensitivity: ({ spec, choices }) => longRun((progress) => requireSession().sensitivity(spec, JSON.stringify(choices), progress)),
@@ -426,6 +437,7 @@ const commands = {
   classes: () => JSON.parse(requireSession().classes()),
   cancel() {
     if (running) running.cancelled = true;
+    pooled?.cancel();
     return Boolean(running);
   },
   async headPatterns({ spec, cell, layer, head }) {
@@ -454,6 +466,56 @@ const commands = {
   compare: ({ a, b, k, captionA, captionB }) =>
     JSON.parse(compareResults(JSON.stringify(a), JSON.stringify(b), k, captionA, captionB)),
 };
+
+/**
+ * This worker's part in shared run number `run`: `core` is what Session.run takes, whose `exchange` posts
+ * this worker's shard of a sweep to the page (which passes it to every other worker) and
+ * resolves once every other worker's shard of that sweep has arrived, or to null on Cancel.
+ */
+function sharedRun({ index, count, run }) {
+  const arrived = new Map();
+  let waiting = null;
+  let cancelled = false;
+  const check = () => {
+    if (!waiting) return;
+    if (cancelled) {
+      waiting.resolve(null);
+      waiting = null;
+      return;
+    }
+    const shards = arrived.get(waiting.call) ?? [];
+    if (shards.length === count - 1) {
+      arrived.delete(waiting.call);
+      waiting.resolve(shards);
+      waiting = null;
+    }
+  };
+  return {
+    core: {
+      index,
+      count,
+      exchange(call, patches, values) {
+        self.postMessage({ shard: { run, call, patches, values } }, [patches.buffer, values.buffer]);
+        return new Promise((resolve) => {
+          waiting = { call, resolve };
+          check();
+        });
+      },
+    },
+    /** Another worker's shard, passed on by the page (one of an earlier, cancelled run is dropped). */
+    receive(shard) {
+      const { call, patches, values } = shard;
+      if (shard.run !== run) return;
+      if (!arrived.has(call)) arrived.set(call, []);
+      arrived.get(call).push({ patches, values });
+      check();
+    },
+    cancel() {
+      cancelled = true;
+      check();
+    },
+  };
+}
 
 function requireCircuit() {
   if (!circuitView) throw new Error('No circuit has been found yet.');
@@ -498,6 +560,11 @@ self.addEventListener('unhandledrejection', (event) => {
 });
 
 self.onmessage = async ({ data }) => {
+  // Another worker's shard of the shared run (no answer is due).
+  if (data.peer) {
+    pooled?.receive(data.peer);
+    return;
+  }
   const { id, cmd, args } = data;
   if (crashed) {
     self.postMessage({ id, ok: false, error: crashed, crashed: true });

@@ -1,14 +1,16 @@
 //! Experiments in the page: checking a spec as the user edits it, running it (or its logit lens
-//! and direct logit attribution) with progress and cancellation, and looking inside one patch. Errors reach JavaScript as `Error` objects with a
+//! and direct logit attribution) with progress and cancellation, alone or shared by a pool of
+//! workers, and looking inside one patch. Errors reach JavaScript as `Error` objects with a
 //! `field` naming the control at fault.
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint32Array};
 use patchbay_model::{Hooks, LogitsAt, read_f32};
 use patchbay_patching::analysis::sensitivity::{self, Choices};
 use patchbay_patching::experiment::run_prepared;
 use patchbay_patching::export::Library;
 use patchbay_patching::lens::run_prepared_lens;
 use patchbay_patching::prepare::{CPU_WARNING_SECONDS, Prepared, RunSize};
+use patchbay_patching::sweep::share::{Shard, Share};
 use patchbay_patching::{ExperimentSpec, Observer, PatchingError, Progress, prepare};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -81,29 +83,105 @@ struct PromptCheck {
     counter_answer: Option<u32>,
 }
 
+/// What a promise from the page resolves to, or `None` when the call throws or it rejects.
+async fn settle(answer: Result<JsValue, JsValue>) -> Option<JsValue> {
+    match answer.ok()?.dyn_into::<Promise>() {
+        Ok(promise) => JsFuture::from(promise).await.ok(),
+        Err(value) => Some(value),
+    }
+}
+
+/// This worker's place in a pool of Web Workers that share a run: `{index, count, exchange}`
+/// from the page, where `exchange(call, patches, values)` posts this worker's shard of sweep
+/// `call` (a `Uint32Array` of patch indices and a `Float32Array` of their readings) to the
+/// others and resolves to theirs, `[{patches, values}]`, or to null once the run is cancelled.
+pub(crate) struct JsPool {
+    share: Share,
+    exchange: Function,
+}
+
+impl JsPool {
+    fn from_js(pool: &Object) -> Result<JsPool, JsValue> {
+        let number = |key: &str| -> Result<usize, JsValue> {
+            let x = Reflect::get(pool, &key.into())?.as_f64().unwrap_or(f64::NAN);
+            if x.is_finite() && x >= 0.0 && x.fract() == 0.0 {
+                Ok(x as usize)
+            } else {
+                Err(JsError::new(&format!("the pool's {key} is not a whole number")).into())
+            }
+        };
+        let share = Share::new(number("index")?, number("count")?).map_err(field_error)?;
+        let exchange = Reflect::get(pool, &"exchange".into())?
+            .dyn_into::<Function>()
+            .map_err(|_| JsError::new("the pool has no exchange function"))?;
+        Ok(JsPool { share, exchange })
+    }
+}
+
 /// Calls the page's progress function, which answers (through a promise, after yielding to the
-/// worker's event loop so that a Cancel message can arrive) whether to go on.
-pub(crate) struct JsObserver(pub(crate) Function);
+/// worker's event loop so that a Cancel message can arrive) whether to go on; and, in a pool,
+/// swaps shards through it.
+pub(crate) struct JsObserver {
+    progress: Function,
+    pool: Option<JsPool>,
+}
+
+impl JsObserver {
+    pub(crate) fn new(progress: Function) -> JsObserver {
+        JsObserver { progress, pool: None }
+    }
+}
 
 impl Observer for JsObserver {
     async fn progress(&mut self, p: &Progress) -> bool {
-        // After each group of prompts, the mean so far, drawn.
+        // After each group of prompts, the mean so far, drawn (by the pool's first worker: the
+        // others hold the same).
         let partial = match &p.partial {
-            Some((values, axes)) => JsValue::from(view::partial(values.clone(), axes.clone(), &p.stage)),
-            None => JsValue::NULL,
+            Some((values, axes)) if self.share().counts_common() => {
+                JsValue::from(view::partial(values.clone(), axes.clone(), &p.stage))
+            }
+            _ => JsValue::NULL,
         };
         let args = js_sys::Array::of4(&p.done.into(), &p.total.into(), &p.stage.clone().into(), &partial);
-        let answer = self.0.apply(&JsValue::NULL, &args);
-        match answer {
-            Ok(value) => match value.dyn_into::<Promise>() {
-                Ok(promise) => JsFuture::from(promise)
-                    .await
-                    .map(|v| v.is_truthy())
-                    .unwrap_or(false),
-                Err(value) => value.is_truthy(),
-            },
-            Err(_) => false,
-        }
+        settle(self.progress.apply(&JsValue::NULL, &args))
+            .await
+            .is_some_and(|v| v.is_truthy())
+    }
+
+    fn share(&self) -> Share {
+        self.pool.as_ref().map_or(Share::ALONE, |p| p.share)
+    }
+
+    async fn exchange(&mut self, call: usize, mine: Shard) -> Result<Vec<Shard>, PatchingError> {
+        let pool = self.pool.as_ref().ok_or(PatchingError::Cancelled)?;
+        let (patches, values) = mine.to_flat();
+        let answer = pool.exchange.call3(
+            &JsValue::NULL,
+            &call.into(),
+            &Uint32Array::from(&patches[..]),
+            &Float32Array::from(&values[..]),
+        );
+        let shards = settle(answer)
+            .await
+            .filter(|v| !v.is_null() && !v.is_undefined())
+            .ok_or(PatchingError::Cancelled)?;
+        let shards = shards
+            .dyn_into::<js_sys::Array>()
+            .map_err(|_| PatchingError::Peer("the shards are not a list".into()))?;
+        let array = |shard: &JsValue, key: &str| Reflect::get(shard, &key.into()).ok();
+        shards
+            .iter()
+            .map(|shard| {
+                let patches = array(&shard, "patches").and_then(|a| a.dyn_into::<Uint32Array>().ok());
+                let values = array(&shard, "values").and_then(|a| a.dyn_into::<Float32Array>().ok());
+                match (patches, values) {
+                    (Some(p), Some(v)) => Shard::from_flat(&p.to_vec(), &v.to_vec()),
+                    _ => Err(PatchingError::Peer(
+                        "a shard is not {patches: Uint32Array, values: Float32Array}".into(),
+                    )),
+                }
+            })
+            .collect()
     }
 }
 
@@ -116,7 +194,7 @@ impl Session {
         progress: Function,
     ) -> Result<(ExperimentSpec, Prepared, JsObserver), JsValue> {
         let spec = parse(spec_json)?;
-        let mut observer = JsObserver(progress);
+        let mut observer = JsObserver::new(progress);
         stage(&mut observer, "preparing the prompts").await?;
         let prepared = prepare(&self.model, &self.tokenizer, &spec)
             .await
@@ -167,9 +245,18 @@ impl Session {
     /// Runs a spec; `progress(done, total, stage, partial)` is called between batches and
     /// returns a promise of whether to go on. Before the first patch it reports its own stages:
     /// preparing the prompts, and on WebGPU's first run compiling the GPU kernels (a warm-up
-    /// pass). Resolves to results.json.
-    pub async fn run(&self, spec_json: String, progress: Function) -> Result<String, JsValue> {
+    /// pass). With `pool` (`{index, count, exchange}`, see `JsPool`) this worker runs its part
+    /// of each sweep and reports its own progress; every worker of the pool resolves to the
+    /// same results.json as a run alone.
+    pub async fn run(
+        &self,
+        spec_json: String,
+        progress: Function,
+        pool: Option<Object>,
+    ) -> Result<String, JsValue> {
+        let pool = pool.as_ref().map(JsPool::from_js).transpose()?;
         let (spec, prepared, mut observer) = self.start(&spec_json, progress).await?;
+        observer.pool = pool;
         if self.on_gpu && !self.warm.get() {
             stage(&mut observer, "compiling GPU kernels (the first run only)").await?;
             let tokens = prepared.prompts[0].clean.clone();
@@ -254,7 +341,7 @@ impl Session {
             &choices,
             classes,
             &self.run_options(),
-            &mut JsObserver(progress),
+            &mut JsObserver::new(progress),
         )
         .await
         .map_err(field_error)?;

@@ -1,12 +1,14 @@
 //! Whether this browser can hold a GPT-2 of the family before its download starts: the memory
 //! the load holds ([`LoadFootprint`]) against what the page reads from the browser (the
-//! backend's binding limit, `navigator.deviceMemory`) and WebAssembly's own ceiling.
+//! backend's binding limit, `navigator.deviceMemory`) and WebAssembly's own ceiling; and how
+//! many Web Workers, each holding the model, may share a run on the CPU ([`pool_size`]).
 //!
 //! The worker streams the file into WebAssembly as it downloads (`ModelStream`), so JavaScript
 //! holds one chunk at a time, WebAssembly memory (which never shrinks)
 //! [`LoadFootprint::host_bytes`], and the GPU the parameters.
 
 use patchbay_model::{HubModel, LoadFootprint};
+use patchbay_patching::sweep::share::MAX_WORKERS;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -158,6 +160,32 @@ fn memory_verdict(tab_bytes: u64, device_memory_gib: Option<f64>) -> (Verdict, S
     }
 }
 
+/// The share of the device's memory a pool of workers may hold: a quarter, so that the tab, the
+/// browser and the system keep the rest.
+const POOL_MEMORY_SHARE: f64 = 0.25;
+
+/// The device memory assumed where the browser does not say (Firefox, Safari): 4 GiB.
+const UNREPORTED_DEVICE_MEMORY_GIB: f64 = 4.0;
+
+/// What one worker's run holds beside the model: its caches and batched activations.
+const RUN_BYTES: u64 = 128 << 20;
+
+/// How many Web Workers share each run: one per core (`navigator.hardwareConcurrency`), at most
+/// [`MAX_WORKERS`], as many as a quarter of the device's memory holds when each keeps a model
+/// of `host_bytes` and a run's working memory; one on WebGPU, where the GPU is already shared
+/// by every batch.
+pub fn pool_size(on_gpu: bool, cores: usize, device_memory_gib: Option<f64>, host_bytes: u64) -> usize {
+    if on_gpu {
+        return 1;
+    }
+    let gib = device_memory_gib
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .unwrap_or(UNREPORTED_DEVICE_MEMORY_GIB);
+    let budget = gib * POOL_MEMORY_SHARE * (1u64 << 30) as f64;
+    let by_memory = (budget / (host_bytes + RUN_BYTES) as f64) as usize;
+    cores.min(by_memory).clamp(1, MAX_WORKERS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +225,24 @@ mod tests {
         for device in [CPU, gpu] {
             assert_eq!(fit(&xl, xl.weights_bytes(), &device).verdict, Verdict::DoesNotFit);
         }
+    }
+
+    #[test]
+    fn pools_fit_the_cores_and_a_quarter_of_the_memory() {
+        let [small, medium, ..] = GPT2_FAMILY;
+        let host = |m: &HubModel| LoadFootprint::new(&m.config(), m.weights_bytes()).host_bytes();
+        // GPT-2 small holds 0.65 GB per worker: 2 in a quarter of 8 GiB; medium's 1.63 GB: 1.
+        assert_eq!(pool_size(false, 8, Some(8.0), host(&small)), 2);
+        assert_eq!(pool_size(false, 8, Some(8.0), host(&medium)), 1);
+        assert_eq!(pool_size(false, 8, Some(2.0), host(&small)), 1);
+        // The shipped model (8 MB): the cores decide, up to 8; unreported memory counts as 4 GiB.
+        let shipped = 8 << 20;
+        assert_eq!(pool_size(false, 4, Some(8.0), shipped), 4);
+        assert_eq!(pool_size(false, 32, Some(8.0), shipped), MAX_WORKERS);
+        assert_eq!(pool_size(false, 32, None, shipped), 7);
+        assert_eq!(pool_size(false, 0, Some(f64::NAN), shipped), 1);
+        // One on WebGPU.
+        assert_eq!(pool_size(true, 16, Some(8.0), shipped), 1);
     }
 
     #[test]

@@ -5,14 +5,16 @@ use std::cell::Cell;
 
 use patchbay_model::logits::top_k;
 use patchbay_model::{
-    GPT2_FAMILY, Gpt2, Gpt2Config, Gpt2Tokenizer, Hooks, LogitsAt, StreamLoader, infer_config, read_f32,
+    GPT2_FAMILY, Gpt2, Gpt2Config, Gpt2Tokenizer, Hooks, LoadFootprint, LogitsAt, StreamLoader, infer_config,
+    read_f32,
 };
 use patchbay_patching::analysis::known_circuits::KnownCircuit;
+use patchbay_patching::sweep::share::MAX_WORKERS;
 use patchbay_patching::{Budget, RunOptions};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::device;
+use crate::{device, fit};
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -259,6 +261,25 @@ impl Session {
         js_sys::Reflect::set(&value, &"logits".into(), &js_sys::Float32Array::from(&logits[..]))
             .map_err(|_| js_err("could not attach the logits"))?;
         Ok(value)
+    }
+
+    /// How many Web Workers, each holding this model, should share each run here
+    /// (`fit::pool_size`), from `navigator.hardwareConcurrency` and `navigator.deviceMemory`;
+    /// `requested` (the page's `?workers=`) overrides it on the CPU, from 1 to the most a pool
+    /// may have.
+    #[wasm_bindgen(js_name = poolSize)]
+    pub fn pool_size(&self, cores: f64, device_memory: Option<f64>, requested: Option<f64>) -> usize {
+        let whole = |x: f64| if x.is_finite() && x >= 1.0 { x as usize } else { 1 };
+        match requested {
+            _ if self.on_gpu => 1,
+            Some(n) => whole(n).min(MAX_WORKERS),
+            None => fit::pool_size(
+                false,
+                whole(cores),
+                device_memory,
+                LoadFootprint::new(&self.model.config, 0).host_bytes(),
+            ),
+        }
     }
 
     /// How the core runs a long command here: batches within this backend's budget.
