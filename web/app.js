@@ -20,10 +20,12 @@ const SHIPPED = { 'patchbay-ioi': 'patchbay-ioi: 3 layers, trained on IOI (offli
 let EMBEDDED = SHIPPED[params.get('model')] ? params.get('model') : 'patchbay-ioi';
 const embeddedBase = () => new URL(`../models/${EMBEDDED}/`, import.meta.url).href;
 /** The model workers: on the CPU, several share each run (`?workers=N` sets how many). */
+const requestedWorkers = Number(params.get('workers'));
 const worker = new WorkerPool(new URL('./worker.js', import.meta.url), {
-  requested: params.get('workers') ? Number(params.get('workers')) : null,
+  requested: Number.isFinite(requestedWorkers) && requestedWorkers >= 1 ? requestedWorkers : null,
 });
 window.patchbayPool = worker;
+worker.onSize = () => state.backend && showBackend();
 
 /**
  * State the end-to-end tests read. `started` counts runs begun and `lastStarted` is the exact
@@ -296,7 +298,6 @@ async function loadModel({ adopt = false } = {}) {
       `context ${info.n_positions} (${origin}).`;
     // Nothing was downloaded: no download line to keep.
     if (origin.startsWith('shipped')) $('#progress-text').textContent = '';
-    worker.settled().then(showBackend);
     showModelNote();
     editor.schedule(0);
   } catch (error) {

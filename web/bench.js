@@ -11,8 +11,9 @@ import { WorkerPool } from './worker-pool.js';
 import { $, el, say } from './dom.js';
 
 const params = new URLSearchParams(location.search);
+const requestedWorkers = Number(params.get('workers'));
 const worker = new WorkerPool(new URL('./worker.js', import.meta.url), {
-  requested: params.get('workers') ? Number(params.get('workers')) : null,
+  requested: Number.isFinite(requestedWorkers) && requestedWorkers >= 1 ? requestedWorkers : null,
 });
 const PROMPT = { clean: 'When Mary and John went to the store, John gave a drink to', corrupted: 'When Mary and John went to the store, Mary gave a drink to', answer: ' Mary', counter_answer: ' John' };
 /** The state tests read. */

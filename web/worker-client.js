@@ -79,9 +79,12 @@ export class WorkerClient {
     this.worker.postMessage({ peer: shard });
   }
 
-  /** Ends the worker; calls in flight never settle. */
+  /** Ends the worker; calls in flight are rejected. */
   terminate() {
     this.worker.terminate();
+    const gone = new Error('The worker was ended.');
+    for (const call of this.pending.values()) call.reject(gone);
+    this.pending.clear();
   }
 
   send(cmd, args) {

@@ -20,6 +20,8 @@ export class WorkerPool {
     this.requested = requested;
     this.lead = new WorkerClient(url);
     this.helpers = [];
+    /** Helpers still loading their model (ended, too, when the model changes). */
+    this.loading = new Set();
     /** The lead's `init` arguments, and whether it runs on WebGPU. */
     this.backend = null;
     this.onGpu = false;
@@ -28,6 +30,8 @@ export class WorkerPool {
     this.runs = 0;
     this.onProgress = () => {};
     this.onStarted = () => {};
+    /** Called when the pool's size changes. */
+    this.onSize = () => {};
     this.listen();
   }
 
@@ -40,10 +44,6 @@ export class WorkerPool {
   /** Restores a replaced lead (the page's `onRestart`); helpers keep their model. */
   set onRestart(restore) {
     this.lead.onRestart = restore;
-  }
-
-  get onRestart() {
-    return this.lead.onRestart;
   }
 
   /** How many workers share each run. */
@@ -66,7 +66,7 @@ export class WorkerPool {
     }
     if (cmd === 'run') return this.run(args);
     if (cmd === 'cancel') {
-      for (const helper of this.helpers) helper.call('cancel').catch(() => {});
+      for (const helper of this.helpers) if (!helper.crashed) helper.send('cancel').catch(() => {});
       return this.lead.call(cmd, args);
     }
     const result = await this.lead.call(cmd, args);
@@ -74,11 +74,22 @@ export class WorkerPool {
     return result;
   }
 
-  /** Ends every helper. */
+  /** Ends every helper, loaded or loading. */
   drop() {
     this.generation += 1;
-    for (const helper of this.helpers) helper.terminate();
+    for (const helper of [...this.helpers, ...this.loading]) helper.terminate();
+    const changed = this.helpers.length > 0;
     this.helpers = [];
+    this.loading.clear();
+    if (changed) this.onSize(this.size);
+  }
+
+  /** Ends the helpers in `gone` (they crashed, or failed a run). */
+  remove(gone) {
+    if (!gone.length) return;
+    for (const helper of gone) helper.terminate();
+    this.helpers = this.helpers.filter((h) => !gone.includes(h));
+    this.onSize(this.size);
   }
 
   /**
@@ -95,37 +106,49 @@ export class WorkerPool {
       .catch(() => 1);
     while (this.size < size && generation === this.generation) {
       const helper = new WorkerClient(this.url);
+      this.loading.add(helper);
       try {
         await helper.call('init', { ...this.backend, useGpu: false });
         await helper.call(cmd, args);
       } catch (error) {
-        console.warn(`A helper worker could not load the model, so runs are shared by ${this.size}: ${error.message}`);
         helper.terminate();
+        if (generation === this.generation) {
+          console.warn(`A helper worker could not load the model, so runs are shared by ${this.size}: ${error.message}`);
+        }
         return;
+      } finally {
+        this.loading.delete(helper);
       }
       if (generation !== this.generation) {
         helper.terminate();
         return;
       }
       this.helpers.push(helper);
+      this.onSize(this.size);
     }
   }
 
   /** Runs a spec on every worker of the pool; resolves to the lead's results. */
   async run(args) {
+    // A lead being replaced after a crash takes its model first: a shard posted to it before
+    // its run has begun would be lost.
+    if (this.lead.crashed) await this.lead.restart();
+    else if (this.lead.restarting) await this.lead.restarting;
+    this.remove(this.helpers.filter((h) => h.crashed || h.restarting));
     const workers = [this.lead, ...this.helpers];
     if (workers.length === 1) return this.lead.call('run', args);
     const run = (this.runs += 1);
     const count = workers.length;
     const done = new Array(count).fill(0);
     const sum = () => done.reduce((a, b) => a + b, 0);
-    // The lead's stages and partial grids; every worker's count of patches.
+    const started = performance.now();
+    // The lead's stages and partial grids; every worker's count of patches, at the pool's time.
     let last = null;
     this.lead.onProgress = (p) => {
       if (p.kind !== 'run' || p.total === 0) return this.onProgress(p);
       done[0] = p.done;
       last = p;
-      this.onProgress({ ...p, done: sum() });
+      this.onProgress({ ...p, done: sum(), elapsed: performance.now() - started });
     };
     workers.forEach((worker, i) => {
       worker.onShard = (shard) => workers.forEach((other, j) => j !== i && other.passShard(shard));
@@ -133,32 +156,32 @@ export class WorkerPool {
       worker.onProgress = (p) => {
         if (p.kind !== 'run' || p.total === 0) return;
         done[i] = p.done;
-        if (last) this.onProgress({ ...last, done: sum(), partial: null });
+        if (last) this.onProgress({ ...last, done: sum(), elapsed: performance.now() - started, partial: null });
       };
     });
     let failure = null;
-    const stopAll = () => workers.forEach((worker) => worker.call('cancel').catch(() => {}));
+    let stopped = false;
+    // Once, and never to a crashed worker (which a call would restart).
+    const stopAll = () => {
+      if (stopped) return;
+      stopped = true;
+      for (const worker of workers) if (!worker.crashed) worker.send('cancel').catch(() => {});
+    };
     const outcomes = workers.map((worker, i) =>
       worker.call('run', { ...args, pool: { index: i, count, run } }).catch((error) => {
         // The first failure that is not a Cancel is the run's; the others stop.
-        if (!failure && error.message !== CANCELLED) failure = { error, worker: i };
+        if (!failure && error.message !== CANCELLED) failure = error;
         stopAll();
         throw error;
       }),
     );
     try {
-      const [lead] = await Promise.allSettled(outcomes);
-      if (failure) {
-        // A helper whose WebAssembly crashed leaves the pool; the next run is shared without it.
-        const helper = workers[failure.worker];
-        if (failure.worker > 0 && failure.error.internal) {
-          helper.terminate();
-          this.helpers = this.helpers.filter((h) => h !== helper);
-        }
-        throw failure.error;
-      }
-      if (lead.status === 'rejected') throw lead.reason;
-      return lead.value;
+      const settled = await Promise.allSettled(outcomes);
+      // Helpers whose WebAssembly crashed leave the pool; the next run is shared without them.
+      this.remove(workers.filter((w, i) => i > 0 && (w.crashed || settled[i].reason?.internal)));
+      // The lead's results are whole once it has them, whatever a helper did after.
+      if (settled[0].status === 'fulfilled') return settled[0].value;
+      throw failure ?? settled[0].reason;
     } finally {
       this.listen();
       for (const worker of workers) {

@@ -31,11 +31,13 @@ const SETTINGS: [&str; 8] = [
     "model",
 ];
 
-/// How far a point of the loss curve may move on another CPU (losses are about 0.1 to 11;
-/// changing the data, the schedule or the optimizer moves them by far more). Rounding alone moves
-/// them: gemm picks AVX-512 or AVX2 kernels by the CPU, and a change of formula (GELU as x·σ(2u))
-/// rounds differently; 100 steps of training amplify such last-bit differences to about 1.3e-3.
-const CURVE_TOLERANCE: f64 = 5e-3;
+/// How far a point of the loss curve may move on another CPU (the losses at steps 50 and 100 are
+/// about 8.5 and 4.8). Rounding alone moves them: gemm picks AVX-512 or AVX2 kernels by the CPU,
+/// and 100 steps of training amplify last-bit differences. Measured against the committed curve:
+/// a Xeon with AVX-512, 1.3e-3; an AMD EPYC without it, 0 at step 50 and 0.052 at step 100. A
+/// real change moves them by more: a learning rate 10% lower moves step 50 by 0.18 and step 100
+/// by 0.35 on that EPYC.
+const CURVE_TOLERANCE: f64 = 0.1;
 
 #[test]
 fn the_first_steps_follow_the_committed_loss_curve() {

@@ -172,8 +172,6 @@ pub async fn run_prepared(
         cells + single_shape.as_ref().map_or(0, |s| s.iter().product()) + usize::from(spec.attribution);
     let total = per_batch * batches.len();
     let share = observer.share();
-    // What every worker runs alike counts on the first one only.
-    let common = |n: usize| if share.counts_common() { n } else { 0 };
     let mut done = 0;
     let mut calls = 0;
     let mut finished = 0;
@@ -237,11 +235,10 @@ pub async fn run_prepared(
             |_: usize, rows: &[Reading]| rows.iter().map(|r| kind.raw(r)).sum::<f64>() / rows.len() as f64;
 
         let readings = if let Some(receivers) = &receivers {
-            // Path patching runs whole on every worker: it is not shared.
-            let mut sweep = PathSweep::new(model, &runs, spec.direction, receivers.clone());
+            let mut sweep = PathSweep::new(model, &runs, spec.direction, receivers.clone()).share(share);
             while sweep.step().await? {
                 let progress = Progress {
-                    done: done + common(sweep.done()),
+                    done: done + sweep.done(),
                     total,
                     stage: stage.clone(),
                     partial: None,
@@ -250,7 +247,10 @@ pub async fn run_prepared(
                     return Err(PatchingError::Cancelled);
                 }
             }
-            done += common(sweep.total());
+            done += sweep.done();
+            for shard in swap(observer, share, &mut calls, || sweep.shard()).await? {
+                sweep.merge(shard)?;
+            }
             sweep.into_readings()?
         } else {
             sweep(
@@ -272,7 +272,8 @@ pub async fn run_prepared(
         };
         let batch_attributed = if spec.attribution {
             let values = attribute(model, &runs, spec, &plan).await?;
-            done += common(1);
+            // Every worker runs it alike; it counts on the first one only.
+            done += usize::from(share.counts_common());
             values
         } else {
             Vec::new()
@@ -453,13 +454,27 @@ async fn sweep(
         }
     }
     *done += sweep.done();
-    if share.is_shared() {
-        for shard in observer.exchange(*calls, sweep.shard()).await? {
-            sweep.merge(shard)?;
-        }
+    for shard in swap(observer, share, calls, || sweep.shard()).await? {
+        sweep.merge(shard)?;
     }
-    *calls += 1;
     sweep.into_readings()
+}
+
+/// The other workers' shards of the run's sweep number `calls` (none when the run is not
+/// shared), for this worker's `mine`; numbers the next sweep.
+async fn swap(
+    observer: &mut impl Observer,
+    share: Share,
+    calls: &mut usize,
+    mine: impl FnOnce() -> Shard,
+) -> Result<Vec<Shard>, PatchingError> {
+    let theirs = if share.is_shared() {
+        observer.exchange(*calls, mine()).await?
+    } else {
+        Vec::new()
+    };
+    *calls += 1;
+    Ok(theirs)
 }
 
 /// The attributed effect of each patch on each prompt of a batch, `[prompt][patch]`.

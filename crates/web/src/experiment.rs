@@ -153,7 +153,10 @@ impl Observer for JsObserver {
     }
 
     async fn exchange(&mut self, call: usize, mine: Shard) -> Result<Vec<Shard>, PatchingError> {
-        let pool = self.pool.as_ref().ok_or(PatchingError::Cancelled)?;
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| PatchingError::Peer("this run has no pool to exchange with".into()))?;
         let (patches, values) = mine.to_flat();
         let answer = pool.exchange.call3(
             &JsValue::NULL,
@@ -161,10 +164,16 @@ impl Observer for JsObserver {
             &Uint32Array::from(&patches[..]),
             &Float32Array::from(&values[..]),
         );
-        let shards = settle(answer)
-            .await
-            .filter(|v| !v.is_null() && !v.is_undefined())
-            .ok_or(PatchingError::Cancelled)?;
+        // Null: the run was cancelled; a throw or a rejection: the page could not pass shards.
+        let shards = match settle(answer).await {
+            None => {
+                return Err(PatchingError::Peer(
+                    "the page could not pass this worker's shard to the others".into(),
+                ));
+            }
+            Some(v) if v.is_null() || v.is_undefined() => return Err(PatchingError::Cancelled),
+            Some(v) => v,
+        };
         let shards = shards
             .dyn_into::<js_sys::Array>()
             .map_err(|_| PatchingError::Peer("the shards are not a list".into()))?;

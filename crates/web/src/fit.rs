@@ -170,14 +170,11 @@ const UNREPORTED_DEVICE_MEMORY_GIB: f64 = 4.0;
 /// What one worker's run holds beside the model: its caches and batched activations.
 const RUN_BYTES: u64 = 128 << 20;
 
-/// How many Web Workers share each run: one per core (`navigator.hardwareConcurrency`), at most
-/// [`MAX_WORKERS`], as many as a quarter of the device's memory holds when each keeps a model
-/// of `host_bytes` and a run's working memory; one on WebGPU, where the GPU is already shared
-/// by every batch.
-pub fn pool_size(on_gpu: bool, cores: usize, device_memory_gib: Option<f64>, host_bytes: u64) -> usize {
-    if on_gpu {
-        return 1;
-    }
+/// How many Web Workers share each run on the CPU: one per core
+/// (`navigator.hardwareConcurrency`), at most [`MAX_WORKERS`], as many as a quarter of the
+/// device's memory holds when each keeps a model of `host_bytes` and a run's working memory.
+/// (On WebGPU the lead runs alone: the GPU already runs every batch at once.)
+pub fn pool_size(cores: usize, device_memory_gib: Option<f64>, host_bytes: u64) -> usize {
     let gib = device_memory_gib
         .filter(|r| r.is_finite() && *r > 0.0)
         .unwrap_or(UNREPORTED_DEVICE_MEMORY_GIB);
@@ -232,17 +229,15 @@ mod tests {
         let [small, medium, ..] = GPT2_FAMILY;
         let host = |m: &HubModel| LoadFootprint::new(&m.config(), m.weights_bytes()).host_bytes();
         // GPT-2 small holds 0.65 GB per worker: 2 in a quarter of 8 GiB; medium's 1.63 GB: 1.
-        assert_eq!(pool_size(false, 8, Some(8.0), host(&small)), 2);
-        assert_eq!(pool_size(false, 8, Some(8.0), host(&medium)), 1);
-        assert_eq!(pool_size(false, 8, Some(2.0), host(&small)), 1);
+        assert_eq!(pool_size(8, Some(8.0), host(&small)), 2);
+        assert_eq!(pool_size(8, Some(8.0), host(&medium)), 1);
+        assert_eq!(pool_size(8, Some(2.0), host(&small)), 1);
         // The shipped model (8 MB): the cores decide, up to 8; unreported memory counts as 4 GiB.
         let shipped = 8 << 20;
-        assert_eq!(pool_size(false, 4, Some(8.0), shipped), 4);
-        assert_eq!(pool_size(false, 32, Some(8.0), shipped), MAX_WORKERS);
-        assert_eq!(pool_size(false, 32, None, shipped), 7);
-        assert_eq!(pool_size(false, 0, Some(f64::NAN), shipped), 1);
-        // One on WebGPU.
-        assert_eq!(pool_size(true, 16, Some(8.0), shipped), 1);
+        assert_eq!(pool_size(4, Some(8.0), shipped), 4);
+        assert_eq!(pool_size(32, Some(8.0), shipped), MAX_WORKERS);
+        assert_eq!(pool_size(32, None, shipped), 7);
+        assert_eq!(pool_size(0, Some(f64::NAN), shipped), 1);
     }
 
     #[test]

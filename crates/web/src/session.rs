@@ -274,7 +274,6 @@ impl Session {
             _ if self.on_gpu => 1,
             Some(n) => whole(n).min(MAX_WORKERS),
             None => fit::pool_size(
-                false,
                 whole(cores),
                 device_memory,
                 LoadFootprint::new(&self.model.config, 0).host_bytes(),

@@ -265,7 +265,8 @@ impl<'a> Sweep<'a> {
         Shard { patches, readings }
     }
 
-    /// Another worker's readings, checked against the plan.
+    /// Another worker's readings, checked: patches the plan has, each filled once, with a
+    /// reading per row.
     pub fn merge(&mut self, shard: Shard) -> Result<(), PatchingError> {
         shard.fill(&mut self.readings, self.runs.rows())
     }

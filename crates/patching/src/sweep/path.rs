@@ -4,6 +4,8 @@
 //! value except the sender's, which takes the source run's value; MLPs recompute. To the
 //! logits, that run is measured directly. To receiver heads, their queries, keys or values are
 //! recorded in that run, and a second run of the base prompt patches in only those.
+//!
+//! Workers that share the sweep ([`PathSweep::share`]) each run their own sender layers.
 
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Selection};
@@ -12,6 +14,7 @@ use crate::metric::Reading;
 use crate::runs::{CachedRun, PromptRuns};
 use crate::spec::target::{HeadInput, Receivers};
 use crate::sweep::batched::{prefix, tile};
+use crate::sweep::share::{Shard, Share};
 use crate::{Direction, PatchingError};
 
 /// Hooks path patching needs cached in both runs.
@@ -37,20 +40,38 @@ pub struct PathSweep<'a> {
     runs: &'a PromptRuns,
     direction: Direction,
     receivers: Receivers,
-    next_layer: usize,
-    readings: Vec<Vec<Reading>>,
+    /// The sender layers this worker runs, in order; the next is `layers[next]`.
+    layers: Vec<usize>,
+    next: usize,
+    /// Per sender head, `[layer, head]` in row-major order.
+    readings: Vec<Option<Vec<Reading>>>,
+    share: Share,
 }
 
 impl<'a> PathSweep<'a> {
     pub fn new(model: &'a Gpt2, runs: &'a PromptRuns, direction: Direction, receivers: Receivers) -> Self {
+        let n_layer = model.config.n_layer;
         PathSweep {
             model,
             runs,
             direction,
             receivers,
-            next_layer: 0,
-            readings: Vec::new(),
+            layers: (0..n_layer).collect(),
+            next: 0,
+            readings: vec![None; n_layer * model.config.n_head],
+            share: Share::ALONE,
         }
+    }
+
+    /// The sweep as worker `share.index` of `share.count` runs it: only its own sender layers
+    /// (a layer costs the layers it recomputes).
+    pub fn share(mut self, share: Share) -> Self {
+        let n_layer = self.model.config.n_layer;
+        let costs: Vec<usize> = (0..n_layer).map(|l| n_layer - l).collect();
+        let owned = share.owned(&costs);
+        self.layers = (0..n_layer).filter(|&l| owned[l]).collect();
+        self.share = share;
+        self
     }
 
     /// Sender heads in all.
@@ -58,18 +79,36 @@ impl<'a> PathSweep<'a> {
         self.model.config.n_layer * self.model.config.n_head
     }
 
-    /// Sender heads done.
+    /// Sender heads this worker has run.
     pub fn done(&self) -> usize {
-        self.readings.len()
+        self.next * self.model.config.n_head
+    }
+
+    /// The readings of the sender heads this worker has run, for the others sharing the sweep.
+    pub fn shard(&self) -> Shard {
+        let n_head = self.model.config.n_head;
+        let patches: Vec<usize> = self.layers[..self.next]
+            .iter()
+            .flat_map(|&l| l * n_head..(l + 1) * n_head)
+            .collect();
+        let readings = patches
+            .iter()
+            .map(|&i| self.readings[i].clone().expect("a layer run has its readings"))
+            .collect();
+        Shard { patches, readings }
+    }
+
+    /// Another worker's readings, checked: sender heads the model has, each filled once, with
+    /// a reading per row.
+    pub fn merge(&mut self, shard: Shard) -> Result<(), PatchingError> {
+        shard.fill(&mut self.readings, self.runs.rows())
     }
 
     /// Runs every sender head of the next layer. Returns whether layers remain.
     pub async fn step(&mut self) -> Result<bool, PatchingError> {
-        let n_layer = self.model.config.n_layer;
-        if self.next_layer == n_layer {
+        let Some(&layer) = self.layers.get(self.next) else {
             return Ok(false);
-        }
-        let layer = self.next_layer;
+        };
         let n_head = self.model.config.n_head;
         let rows = self.runs.rows();
         let readings = if self.runs.first_diff >= self.runs.len() {
@@ -79,17 +118,25 @@ impl<'a> PathSweep<'a> {
             let all = self.runs.scorer.read(logits).await?;
             all.chunks(rows).map(<[Reading]>::to_vec).collect()
         };
-        self.readings.extend(readings);
-        self.next_layer += 1;
-        Ok(self.next_layer < n_layer)
+        for (h, readings) in readings.into_iter().enumerate() {
+            self.readings[layer * n_head + h] = Some(readings);
+        }
+        self.next += 1;
+        Ok(self.next < self.layers.len())
     }
 
     /// Readings per sender head, `[layer, head]` in row-major order.
     pub fn into_readings(self) -> Result<Vec<Vec<Reading>>, PatchingError> {
-        if self.readings.len() != self.total() {
-            return Err(PatchingError::Cancelled);
-        }
-        Ok(self.readings)
+        let shared = self.share.is_shared();
+        self.readings
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| match shared {
+                    true => PatchingError::Peer("a sender head came from no worker".into()),
+                    false => PatchingError::Cancelled,
+                })
+            })
+            .collect()
     }
 
     /// Last-position logits of the path-patched runs of every sender head at `layer`.

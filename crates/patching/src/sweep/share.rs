@@ -80,15 +80,17 @@ impl Shard {
             .iter()
             .flatten()
             .flat_map(|r| {
-                [
-                    r.logit_r,
-                    r.logit_rp,
-                    r.logprob_r,
-                    r.kl,
-                    r.prob_rp,
-                    r.prob_set_r,
-                    r.prob_set_rp,
-                ]
+                // Every field, by name: a new one cannot be left out unnoticed.
+                let Reading {
+                    logit_r,
+                    logit_rp,
+                    logprob_r,
+                    kl,
+                    prob_rp,
+                    prob_set_r,
+                    prob_set_rp,
+                } = *r;
+                [logit_r, logit_rp, logprob_r, kl, prob_rp, prob_set_r, prob_set_rp]
             })
             .collect();
         (patches, values)
