@@ -207,6 +207,7 @@ try {
     console.log(`| ${name} | ${from[key].toFixed(3)} | ${one[key].toFixed(3)} | ${two[key].toFixed(3)} | ${pct(one)} | ${pct(two)} |`);
   }
   const same = JSON.stringify(pooled.results) === JSON.stringify(web.results);
+  if (!same) process.exitCode = 1;
   console.log(`\n${pooled.pool} workers vs 1: results ${same ? 'identical, byte for byte' : 'DIFFER'}; renderer RSS with every worker's model ${MB(pooled.rss)} MB (1 worker: ${MB(web.rss)} MB)`);
   console.log(`\npage memory loading ${MB(weights)} MB of weights: renderer peak RSS ${MB(web.peakRss)} MB (${(web.peakRss / weights).toFixed(2)}× the file; ${MB(web.rssBefore)} MB before the load), wasm memory after it ${MB(web.wasmMemory)} MB (${(web.wasmMemory / weights).toFixed(2)}×)`);
 } finally {
