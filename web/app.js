@@ -25,7 +25,7 @@ const worker = new WorkerPool(new URL('./worker.js', import.meta.url), {
   requested: Number.isFinite(requestedWorkers) && requestedWorkers >= 1 ? requestedWorkers : null,
 });
 window.patchbayPool = worker;
-worker.onSize = () => state.backend && showBackend();
+worker.onSize = () => showModelStatus();
 
 /**
  * State the end-to-end tests read. `started` counts runs begun and `lastStarted` is the exact
@@ -133,11 +133,18 @@ function backendArgs() {
   return { useGpu: params.get('backend') !== 'cpu', bindingCap: cap ? Number(cap) : null };
 }
 
-/** The backend line: what runs the model, and how many workers share each run. */
+/** The backend line: what runs the model. */
 function showBackend() {
+  $('#backend').textContent = `Running on ${state.backend.description}`;
+}
+
+/** The model line, once a model has loaded: its shape, where it came from, and how many workers share each run. */
+let modelLine = null;
+function showModelStatus() {
   state.workers = worker.size;
-  const pool = worker.size > 1 ? `, ${worker.size} workers sharing each run` : '';
-  $('#backend').textContent = `Running on ${state.backend.description}${pool}`;
+  if (!modelLine) return;
+  const pool = worker.size > 1 ? ` ${worker.size} workers share each run.` : '';
+  $('#model-status').textContent = modelLine + pool;
 }
 
 async function startBackend() {
@@ -284,6 +291,8 @@ async function loadModel({ adopt = false } = {}) {
   $('#load').disabled = true;
   setRunnable(false);
   $('#model-status').textContent = 'Loading…';
+  const previousLine = modelLine;
+  modelLine = null;
   try {
     const { info, origin } = await worker.call('load', { source: request });
     state.model = { ...info, source: model };
@@ -293,14 +302,16 @@ async function loadModel({ adopt = false } = {}) {
     predictions.clear();
     if (adopt) editor.setModel(model);
     editor.modelReady = true;
-    $('#model-status').textContent =
+    modelLine =
       `Loaded ${info.n_layer} layers × ${info.n_head} heads, d_model ${info.n_embd}, ` +
       `context ${info.n_positions} (${origin}).`;
+    showModelStatus();
     // Nothing was downloaded: no download line to keep.
     if (origin.startsWith('shipped')) $('#progress-text').textContent = '';
     showModelNote();
     editor.schedule(0);
   } catch (error) {
+    modelLine = previousLine;
     $('#model-status').textContent = state.model ? `The previous model, ${modelName(state.model.source)}, is still loaded.` : '';
     throw error;
   } finally {

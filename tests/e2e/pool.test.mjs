@@ -57,12 +57,12 @@ test('three workers sharing each run give the results of one alone, with progres
   try {
     const alone = await pooledPage(context, 1);
     const one = await runDataset(alone.page, 12);
-    assert.doesNotMatch(await alone.page.locator('#backend').textContent(), /workers sharing/);
+    assert.doesNotMatch(await alone.page.locator('#model-status').textContent(), /workers share/);
     assert.deepEqual(alone.problems, []);
     await alone.page.close();
 
     const { page, problems } = await pooledPage(context, 3);
-    assert.match(await page.locator('#backend').textContent(), /, 3 workers sharing each run$/);
+    assert.match(await page.locator('#model-status').textContent(), /\(shipped with the app\)\. 3 workers share each run\.$/);
     const three = await runDataset(page, 12);
     assert.equal(JSON.parse(three.results).prompts.length, 12);
     assert.equal(three.results, one.results, 'the same results, byte for byte');
