@@ -144,6 +144,40 @@ pub struct Reading {
     pub prob_set_rp: f32,
 }
 
+impl Reading {
+    /// How many numbers a reading is, as a run's readings come back from the device and as
+    /// shards carry them between workers.
+    pub const FIELDS: usize = 7;
+
+    /// A reading from its [`Reading::FIELDS`] numbers, in the order of the fields.
+    pub fn from_fields(v: &[f32]) -> Reading {
+        Reading {
+            logit_r: v[0],
+            logit_rp: v[1],
+            logprob_r: v[2],
+            kl: v[3],
+            prob_rp: v[4],
+            prob_set_r: v[5],
+            prob_set_rp: v[6],
+        }
+    }
+
+    /// Its numbers, in the order of the fields (every field by name: a new one cannot be left
+    /// out unnoticed).
+    pub fn fields(&self) -> [f32; Reading::FIELDS] {
+        let Reading {
+            logit_r,
+            logit_rp,
+            logprob_r,
+            kl,
+            prob_rp,
+            prob_set_r,
+            prob_set_rp,
+        } = *self;
+        [logit_r, logit_rp, logprob_r, kl, prob_rp, prob_set_r, prob_set_rp]
+    }
+}
+
 /// The id of an answer, which must be one token; `which` names it in the message.
 pub fn answer_token(
     tokenizer: &Gpt2Tokenizer,
@@ -422,16 +456,8 @@ impl Scorer {
     pub async fn read(&self, logits: Tensor<2>) -> Result<Vec<Reading>, PatchingError> {
         let values = read_f32(self.readings(logits)).await?;
         Ok(values
-            .chunks_exact(7)
-            .map(|v| Reading {
-                logit_r: v[0],
-                logit_rp: v[1],
-                logprob_r: v[2],
-                kl: v[3],
-                prob_rp: v[4],
-                prob_set_r: v[5],
-                prob_set_rp: v[6],
-            })
+            .chunks_exact(Reading::FIELDS)
+            .map(Reading::from_fields)
             .collect())
     }
 

@@ -59,8 +59,7 @@ impl Share {
     }
 }
 
-/// The numbers of one [`Reading`], in this order, as a shard carries them.
-const FIELDS: usize = 7;
+const FIELDS: usize = Reading::FIELDS;
 
 /// What one worker read in a shared sweep: the readings (one per row) of the patches it ran,
 /// by their index in the plan.
@@ -75,24 +74,7 @@ impl Shard {
     /// readings, [`FIELDS`] numbers each.
     pub fn to_flat(&self) -> (Vec<u32>, Vec<f32>) {
         let patches = self.patches.iter().map(|&i| i as u32).collect();
-        let values = self
-            .readings
-            .iter()
-            .flatten()
-            .flat_map(|r| {
-                // Every field, by name: a new one cannot be left out unnoticed.
-                let Reading {
-                    logit_r,
-                    logit_rp,
-                    logprob_r,
-                    kl,
-                    prob_rp,
-                    prob_set_r,
-                    prob_set_rp,
-                } = *r;
-                [logit_r, logit_rp, logprob_r, kl, prob_rp, prob_set_r, prob_set_rp]
-            })
-            .collect();
+        let values = self.readings.iter().flatten().flat_map(Reading::fields).collect();
         (patches, values)
     }
 
@@ -110,20 +92,7 @@ impl Shard {
         }
         let readings = values
             .chunks(per_patch.max(1))
-            .map(|patch| {
-                patch
-                    .chunks(FIELDS)
-                    .map(|v| Reading {
-                        logit_r: v[0],
-                        logit_rp: v[1],
-                        logprob_r: v[2],
-                        kl: v[3],
-                        prob_rp: v[4],
-                        prob_set_r: v[5],
-                        prob_set_rp: v[6],
-                    })
-                    .collect()
-            })
+            .map(|patch| patch.chunks_exact(FIELDS).map(Reading::from_fields).collect())
             .collect();
         Ok(Shard {
             patches: patches.iter().map(|&i| i as usize).collect(),
