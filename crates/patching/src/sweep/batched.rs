@@ -258,11 +258,7 @@ impl<'a> Sweep<'a> {
             .iter()
             .flat_map(|&b| self.batches[b].patches.iter().copied())
             .collect();
-        let readings = patches
-            .iter()
-            .map(|&i| self.readings[i].clone().expect("a batch run has its readings"))
-            .collect();
-        Shard { patches, readings }
+        Shard::of(patches, &self.readings)
     }
 
     /// Another worker's readings, checked: patches the plan has, each filled once, with a
@@ -273,16 +269,7 @@ impl<'a> Sweep<'a> {
 
     /// Every patch's readings (one per noise sample), in plan order.
     pub fn into_readings(self) -> Result<Vec<Vec<Reading>>, PatchingError> {
-        let shared = self.share.is_shared();
-        self.readings
-            .into_iter()
-            .map(|r| {
-                r.ok_or_else(|| match shared {
-                    true => PatchingError::Peer("a patch of the sweep came from no worker".into()),
-                    false => PatchingError::Cancelled,
-                })
-            })
-            .collect()
+        Shard::complete(self.readings, self.share)
     }
 
     /// One pass for a batch of patches that start at the same layer.

@@ -91,11 +91,7 @@ impl<'a> PathSweep<'a> {
             .iter()
             .flat_map(|&l| l * n_head..(l + 1) * n_head)
             .collect();
-        let readings = patches
-            .iter()
-            .map(|&i| self.readings[i].clone().expect("a layer run has its readings"))
-            .collect();
-        Shard { patches, readings }
+        Shard::of(patches, &self.readings)
     }
 
     /// Another worker's readings, checked: sender heads the model has, each filled once, with
@@ -127,16 +123,7 @@ impl<'a> PathSweep<'a> {
 
     /// Readings per sender head, `[layer, head]` in row-major order.
     pub fn into_readings(self) -> Result<Vec<Vec<Reading>>, PatchingError> {
-        let shared = self.share.is_shared();
-        self.readings
-            .into_iter()
-            .map(|r| {
-                r.ok_or_else(|| match shared {
-                    true => PatchingError::Peer("a sender head came from no worker".into()),
-                    false => PatchingError::Cancelled,
-                })
-            })
-            .collect()
+        Shard::complete(self.readings, self.share)
     }
 
     /// Last-position logits of the path-patched runs of every sender head at `layer`.

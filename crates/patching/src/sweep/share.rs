@@ -70,6 +70,31 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// The readings of `patches`, which this worker has run, from its sweep's `all`.
+    pub(crate) fn of(patches: Vec<usize>, all: &[Option<Vec<Reading>>]) -> Shard {
+        let readings = patches
+            .iter()
+            .map(|&i| all[i].clone().expect("a patch this worker ran has its readings"))
+            .collect();
+        Shard { patches, readings }
+    }
+
+    /// A sweep's readings once every worker's shard is in: one missing means the run was
+    /// cancelled or, when shared, that no worker sent it.
+    pub(crate) fn complete(
+        all: Vec<Option<Vec<Reading>>>,
+        share: Share,
+    ) -> Result<Vec<Vec<Reading>>, PatchingError> {
+        all.into_iter()
+            .map(|r| {
+                r.ok_or_else(|| match share.is_shared() {
+                    true => PatchingError::Peer("a patch of the sweep came from no worker".into()),
+                    false => PatchingError::Cancelled,
+                })
+            })
+            .collect()
+    }
+
     /// As flat arrays, to cross between workers: the patch indices, and each patch's rows'
     /// readings, [`FIELDS`] numbers each.
     pub fn to_flat(&self) -> (Vec<u32>, Vec<f32>) {
