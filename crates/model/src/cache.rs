@@ -121,6 +121,38 @@ impl ActivationCache {
         self.get(hook)?.clone().per_head(hook)
     }
 
+    /// Splits a cache of a pass that ran two batches as one: the first `rows` rows of every
+    /// value, and the rest.
+    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+        let (mut first, mut rest) = (BTreeMap::new(), BTreeMap::new());
+        for (hook, value) in self.values {
+            let (a, b) = match value {
+                Activation::Stream(t) => {
+                    let n = t.dims()[0] - rows;
+                    (
+                        Activation::Stream(t.clone().narrow(0, 0, rows)),
+                        Activation::Stream(t.narrow(0, rows, n)),
+                    )
+                }
+                Activation::PerHead(t) => {
+                    let n = t.dims()[0] - rows;
+                    (
+                        Activation::PerHead(t.clone().narrow(0, 0, rows)),
+                        Activation::PerHead(t.narrow(0, rows, n)),
+                    )
+                }
+            };
+            first.insert(hook, a);
+            rest.insert(hook, b);
+        }
+        let half = |values| ActivationCache {
+            wanted: self.wanted.clone(),
+            values,
+            offset: self.offset,
+        };
+        (half(first), half(rest))
+    }
+
     /// The recorded hooks, in forward order.
     pub fn hooks(&self) -> impl Iterator<Item = &HookPoint> {
         self.values.keys()

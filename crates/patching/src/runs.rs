@@ -54,6 +54,59 @@ impl CachedRun {
     }
 }
 
+/// The clean and corrupted runs go through the model as one pass when together they have at most
+/// this many tokens: a small pass costs about what reading the weights costs, so two small runs
+/// in one pass take little more than one. Larger runs stay apart, to keep the peak memory of one.
+const JOINT_TOKENS: usize = 4096;
+
+impl CachedRun {
+    /// Runs and records the clean rows and the corrupted rows (with GN's addend, if any), as one
+    /// forward pass when they are small: each row's values are those of its own run.
+    pub fn execute_pair(
+        model: &Gpt2,
+        clean: Vec<Vec<u32>>,
+        corrupted: Vec<Vec<u32>>,
+        noise: Option<Tensor<3>>,
+        hooks: &[HookPoint],
+    ) -> Result<(Self, Self), PatchingError> {
+        let len = clean.first().map_or(0, Vec::len);
+        let (a, b) = (clean.len(), corrupted.len());
+        let joint = (a + b) * len <= JOINT_TOKENS && clean.iter().chain(&corrupted).all(|t| t.len() == len);
+        if !joint {
+            let clean = CachedRun::execute(model, clean, None, hooks.iter().copied())?;
+            let corrupted = CachedRun::execute(model, corrupted, noise, hooks.iter().copied())?;
+            return Ok((clean, corrupted));
+        }
+        // GN's addend on the corrupted rows only; the clean rows add exact zeros.
+        let joint_noise = noise.clone().map(|n| {
+            let [_, pos, d] = n.dims();
+            let zeros = Tensor::<3>::zeros([a, pos, d], &n.device());
+            Tensor::cat(vec![zeros, n], 0)
+        });
+        let tokens: Vec<Vec<u32>> = clean.iter().chain(&corrupted).cloned().collect();
+        let both = CachedRun::execute(model, tokens, joint_noise, hooks.iter().copied())?;
+        let vocab = both.last_logits.dims()[1];
+        let (clean_cache, corrupted_cache) = both.cache.split_rows(a);
+        let logits = both.last_logits;
+        Ok((
+            CachedRun {
+                tokens: clean,
+                noise: None,
+                rows: a,
+                cache: clean_cache,
+                last_logits: logits.clone().slice([0..a, 0..vocab]),
+            },
+            CachedRun {
+                tokens: corrupted,
+                noise,
+                rows: b,
+                cache: corrupted_cache,
+                last_logits: logits.slice([a..a + b, 0..vocab]),
+            },
+        ))
+    }
+}
+
 /// One prompt of a batch: its tokens, corruption and answers.
 pub struct PromptInput {
     pub clean: Vec<u32>,
@@ -104,8 +157,8 @@ impl PromptRuns {
             }
         }
         let noise = (!noises.is_empty()).then(|| Tensor::cat(noises, 0));
-        let clean = CachedRun::execute(model, clean_tokens, None, hooks.iter().copied())?;
-        let corrupted = CachedRun::execute(model, corrupted_tokens, noise, hooks.iter().copied())?;
+        let (clean, corrupted) =
+            CachedRun::execute_pair(model, clean_tokens, corrupted_tokens, noise, hooks)?;
         let answers: Vec<Answers> = prompts
             .iter()
             .flat_map(|p| vec![p.answers.clone(); samples])

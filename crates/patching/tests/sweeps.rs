@@ -1,7 +1,8 @@
 //! Property test: over random targets, corruptions, metrics, directions and windows, the batched
 //! sweep (start at the patched layer, reuse cached keys and values, skip no-op patches, batch
 //! under a small budget) gives the same numbers as a plain loop of one full forward per patch;
-//! and a run shared by workers gives the very numbers of a run alone.
+//! a run shared by workers gives the very numbers of a run alone; and the clean and corrupted
+//! runs give the same values in one pass as in two.
 
 mod common;
 
@@ -563,5 +564,83 @@ fn a_stop_ends_every_worker_of_a_pool() {
                 outcome.map(|_| ())
             );
         }
+    }
+}
+
+/// The clean and corrupted runs share one forward pass when they are small; every row's cached
+/// values and logits must be those of its own run, under STR and under GN (whose addend must
+/// reach the corrupted rows only).
+#[test]
+fn clean_and_corrupted_in_one_pass_equal_two_passes() {
+    use patchbay_model::HookPoint;
+    use patchbay_patching::runs::CachedRun;
+    let (model, tokenizer) = tiny(&backend::cpu());
+    let (clean, corrupt) = (
+        tokenizer.encode(CLEAN, true).unwrap(),
+        tokenizer.encode(CORRUPT, true).unwrap(),
+    );
+    let (len, d_model) = (clean.len(), model.config.n_embd);
+    let hooks: Vec<HookPoint> = (0..model.config.n_layer)
+        .flat_map(|l| {
+            [
+                HookPoint::ResidPre(l),
+                HookPoint::K(l),
+                HookPoint::V(l),
+                HookPoint::Z(l),
+            ]
+        })
+        .chain([HookPoint::Embed])
+        .collect();
+    let samples = 3;
+    let noise = patchbay_patching::corruption::gn::gaussian_noise(7, samples, 2, d_model, 0.5);
+    let noise = patchbay_patching::corruption::gn::noise_tensor(
+        &noise,
+        samples,
+        &[1, 3],
+        len,
+        d_model,
+        &model.device(),
+    );
+    let cases = [
+        (
+            vec![clean.clone(), clean.clone()],
+            vec![corrupt.clone(), clean.clone()],
+            None,
+        ),
+        (vec![clean.clone()], vec![clean.clone(); samples], Some(noise)),
+    ];
+    for (clean_rows, corrupted_rows, noise) in cases {
+        let alone = (
+            CachedRun::execute(&model, clean_rows.clone(), None, hooks.iter().copied()).unwrap(),
+            CachedRun::execute(
+                &model,
+                corrupted_rows.clone(),
+                noise.clone(),
+                hooks.iter().copied(),
+            )
+            .unwrap(),
+        );
+        let joint = CachedRun::execute_pair(&model, clean_rows, corrupted_rows, noise, &hooks).unwrap();
+        for (a, b) in [(&alone.0, &joint.0), (&alone.1, &joint.1)] {
+            assert_eq!(a.rows, b.rows);
+            let mut pairs = vec![(
+                a.last_logits.to_data().to_vec::<f32>().unwrap(),
+                b.last_logits.to_data().to_vec::<f32>().unwrap(),
+            )];
+            for &hook in &hooks {
+                pairs.push((
+                    a.cache.get(hook).unwrap().to_vec(),
+                    b.cache.get(hook).unwrap().to_vec(),
+                ));
+            }
+            for (x, y) in pairs {
+                assert_eq!(x.len(), y.len());
+                let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(diff <= 1e-5, "one pass and two passes differ by {diff}");
+            }
+        }
+        // The corrupted rows under GN differ from the clean ones (the addend reached them).
+        let embed = |r: &CachedRun| r.cache.get(HookPoint::Embed).unwrap().to_vec();
+        assert_ne!(embed(&joint.0)[..len * d_model], embed(&joint.1)[..len * d_model]);
     }
 }

@@ -136,8 +136,8 @@ pub async fn run_prepared_lens(
         }
         let noise = (!noises.is_empty()).then(|| Tensor::cat(noises, 0));
         let clean_tokens = batch.iter().map(|&i| prompts[i].clean.clone()).collect();
-        let clean_run = CachedRun::execute(model, clean_tokens, None, hooks.iter().copied())?;
-        let corrupted_run = CachedRun::execute(model, corrupted_tokens, noise, hooks.iter().copied())?;
+        let (clean_run, corrupted_run) =
+            CachedRun::execute_pair(model, clean_tokens, corrupted_tokens, noise, &hooks)?;
         let answers: Vec<u32> = batch.iter().map(|&i| prompts[i].answers.answer).collect();
         let counter_ids: Vec<u32> = batch.iter().map(|&i| counters[i]).collect();
         let clean_reading = reading::read(model, &clean_run, &answers, &counter_ids).await?;
