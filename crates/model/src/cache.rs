@@ -59,9 +59,14 @@ impl Activation {
 
     /// One batch row, keeping the batch axis (size 1).
     pub fn batch_row(&self, index: usize) -> Activation {
+        self.batch_rows(index, 1)
+    }
+
+    /// `count` batch rows from `start`.
+    pub fn batch_rows(&self, start: usize, count: usize) -> Activation {
         match self {
-            Activation::Stream(t) => Activation::Stream(t.clone().narrow(0, index, 1)),
-            Activation::PerHead(t) => Activation::PerHead(t.clone().narrow(0, index, 1)),
+            Activation::Stream(t) => Activation::Stream(t.clone().narrow(0, start, count)),
+            Activation::PerHead(t) => Activation::PerHead(t.clone().narrow(0, start, count)),
         }
     }
 }
@@ -126,22 +131,8 @@ impl ActivationCache {
     pub fn split_rows(self, rows: usize) -> (Self, Self) {
         let (mut first, mut rest) = (BTreeMap::new(), BTreeMap::new());
         for (hook, value) in self.values {
-            let (a, b) = match value {
-                Activation::Stream(t) => {
-                    let n = t.dims()[0] - rows;
-                    (
-                        Activation::Stream(t.clone().narrow(0, 0, rows)),
-                        Activation::Stream(t.narrow(0, rows, n)),
-                    )
-                }
-                Activation::PerHead(t) => {
-                    let n = t.dims()[0] - rows;
-                    (
-                        Activation::PerHead(t.clone().narrow(0, 0, rows)),
-                        Activation::PerHead(t.narrow(0, rows, n)),
-                    )
-                }
-            };
+            let n = value.dims()[0];
+            let (a, b) = (value.batch_rows(0, rows), value.batch_rows(rows, n - rows));
             first.insert(hook, a);
             rest.insert(hook, b);
         }
