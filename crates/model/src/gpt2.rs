@@ -383,12 +383,38 @@ impl Gpt2 {
         hooks: &mut Hooks,
         logits_at: LogitsAt<'_>,
     ) -> Result<Tensor<3>, ModelError> {
+        self.forward_stacked(vec![(layer, resid)], prefix, hooks, logits_at)
+    }
+
+    /// A forward pass whose batch grows as it goes: each entry `(layer, resid)` adds its rows at
+    /// `blocks.{layer}.hook_resid_pre`, after the rows already in the pass, so a row keeps its
+    /// index from the layer it enters at. Entries come in increasing order of layer and have the
+    /// same positions. Patches that start at different layers thus share one pass, and each
+    /// block's matrix products see every row that has reached it.
+    ///
+    /// A hook at layer `l` sees the rows of the entries up to `l`; an intervention there must be
+    /// built for that many rows, and the prefix's keys and values at `l` have 1 row or that many.
+    /// With a `prefix`, the entries hold positions `prefix.len..` only, as in
+    /// [`forward_from`](Self::forward_from).
+    pub fn forward_stacked(
+        &self,
+        entries: Vec<(usize, Tensor<3>)>,
+        prefix: Option<&Prefix>,
+        hooks: &mut Hooks,
+        logits_at: LogitsAt<'_>,
+    ) -> Result<Tensor<3>, ModelError> {
         let n_layer = self.config.n_layer;
+        let mut entries = entries.into_iter().peekable();
+        let Some((layer, resid)) = entries.next() else {
+            return Err(ModelError::Backend(
+                "a forward pass needs at least one row".into(),
+            ));
+        };
         if layer >= n_layer {
             return Err(ModelError::LayerOutOfRange { layer, n_layer });
         }
         let offset = prefix.map_or(0, |p| p.len);
-        let [batch, len, d_model] = resid.dims();
+        let [_, len, d_model] = resid.dims();
         if offset + len > self.config.n_positions {
             return Err(ModelError::ContextOverflow {
                 tokens: offset + len,
@@ -398,7 +424,19 @@ impl Gpt2 {
         hooks.set_offset(offset);
         let future = causal_mask(len, offset, &resid.device());
         let mut resid = resid;
+        let mut last_entry = layer;
         for (l, block) in self.blocks.iter().enumerate().skip(layer) {
+            while let Some((at, rows)) = entries.next_if(|(at, _)| *at <= l) {
+                let [_, rows_len, rows_d] = rows.dims();
+                if at <= last_entry || rows_len != len || rows_d != d_model {
+                    return Err(ModelError::Backend(format!(
+                        "rows entering at layer {at} with {rows_len} positions of width {rows_d} do not \
+                         follow rows of layer {last_entry} with {len} of width {d_model}"
+                    )));
+                }
+                last_entry = at;
+                resid = Tensor::cat(vec![resid, rows], 0);
+            }
             let past = match prefix {
                 Some(p) => {
                     let kv = p.kv.get(l).and_then(Option::as_ref).ok_or_else(|| {
@@ -423,7 +461,10 @@ impl Gpt2 {
                 && !after_qkv(l).into_iter().any(|h| hooks.involves(h));
             resid = block.forward(l, resid, past, &future, hooks, last_only)?;
         }
-        let computed = resid.dims()[1];
+        if let Some((at, _)) = entries.next() {
+            return Err(ModelError::LayerOutOfRange { layer: at, n_layer });
+        }
+        let [batch, computed, _] = resid.dims();
         if logits_at != LogitsAt::All && computed > 1 {
             resid = resid.narrow(1, computed - 1, 1);
         }

@@ -115,6 +115,139 @@ fn forward_from_a_layer_with_a_prefix_equals_the_full_pass() {
     }
 }
 
+/// Head 1 at two positions after the prefix.
+fn z_selection() -> Selection {
+    Selection {
+        positions: Some(vec![10, 11]),
+        heads: Some(vec![1]),
+    }
+}
+
+/// A pass whose rows enter at different layers (with a shared prefix, and interventions built
+/// for the rows each hook sees) equals each row's own pass from its layer; entries out of order
+/// or past the last layer are errors, not panics.
+#[test]
+fn rows_entering_at_their_layers_equal_a_pass_from_each() {
+    let (model, clean, corrupt) = setup();
+    let (clean_cache, _) = run_cached(&model, &clean);
+    let (corrupt_cache, _) = run_cached(&model, &corrupt);
+    let n_layer = model.config.n_layer;
+    assert!(n_layer >= 3, "the test needs three layers");
+    let offset = 7;
+    let len = corrupt.len();
+    let prefix = Prefix {
+        len: offset,
+        kv: (0..n_layer)
+            .map(|l| {
+                let cut = |hook| corrupt_cache.per_head(hook).unwrap().narrow(1, 0, offset);
+                Some((cut(HookPoint::K(l)), cut(HookPoint::V(l))))
+            })
+            .collect(),
+    };
+    let resid = |l: usize, rows: usize| {
+        corrupt_cache
+            .stream(HookPoint::ResidPre(l))
+            .unwrap()
+            .narrow(1, offset, len - offset)
+            .repeat_dim(0, rows)
+    };
+    // Rows: 0 enters at layer 0, 1 and 2 at layer 1, 3 at layer 2.
+    let entered = [0, 1, 1, 2];
+    let resid_edit = |rows: &[usize]| -> Vec<Option<Selection>> {
+        (0..entered.len())
+            .filter(|&r| entered[r] <= 2)
+            .map(|r| rows.contains(&r).then(|| Selection::positions(vec![10])))
+            .collect()
+    };
+    let z_edit = |rows: &[usize]| -> Vec<Option<Selection>> {
+        (0..entered.len())
+            .filter(|&r| entered[r] <= 1)
+            .map(|r| rows.contains(&r).then(z_selection))
+            .collect()
+    };
+    let edits = |resid_rows: &[usize], z_rows: &[usize]| {
+        vec![
+            Intervention::new(
+                HookPoint::ResidPre(2),
+                EditOp::Replace,
+                clean_cache.get(HookPoint::ResidPre(2)).unwrap().clone(),
+                &resid_edit(resid_rows),
+            )
+            .unwrap(),
+            Intervention::new(
+                HookPoint::Z(1),
+                EditOp::Replace,
+                clean_cache.get(HookPoint::Z(1)).unwrap().clone(),
+                &z_edit(z_rows),
+            )
+            .unwrap(),
+        ]
+    };
+    let stacked = edits(&[2, 3], &[0, 1]);
+    let logits = model
+        .forward_stacked(
+            vec![(0, resid(0, 1)), (1, resid(1, 2)), (2, resid(2, 1))],
+            Some(&prefix),
+            &mut Hooks::none().with_interventions(&stacked),
+            LogitsAt::Last,
+        )
+        .unwrap();
+    let stacked = last_logits(logits);
+    assert_eq!(stacked.len(), entered.len());
+    for (row, &layer) in entered.iter().enumerate() {
+        // The same edits for this row alone: a one-row pass from its layer.
+        let resid_rows: &[usize] = if [2, 3].contains(&row) { &[0] } else { &[] };
+        let z_rows: &[usize] = if [0, 1].contains(&row) { &[0] } else { &[] };
+        let mut alone: Vec<Intervention> = Vec::new();
+        if !resid_rows.is_empty() {
+            alone.push(
+                Intervention::new(
+                    HookPoint::ResidPre(2),
+                    EditOp::Replace,
+                    clean_cache.get(HookPoint::ResidPre(2)).unwrap().clone(),
+                    &[Some(Selection::positions(vec![10]))],
+                )
+                .unwrap(),
+            );
+        }
+        if !z_rows.is_empty() {
+            alone.push(
+                Intervention::new(
+                    HookPoint::Z(1),
+                    EditOp::Replace,
+                    clean_cache.get(HookPoint::Z(1)).unwrap().clone(),
+                    &[Some(z_selection())],
+                )
+                .unwrap(),
+            );
+        }
+        let one = model
+            .forward_from(
+                layer,
+                resid(layer, 1),
+                Some(&prefix),
+                &mut Hooks::none().with_interventions(&alone),
+                LogitsAt::Last,
+            )
+            .unwrap();
+        let err = max_abs_diff(&stacked[row], &last_logits(one)[0]);
+        assert!(err <= 1e-5, "row {row} (enters at layer {layer}): {err:e}");
+    }
+    // The edits changed something: the rows that entered at layer 1 differ.
+    assert!(max_abs_diff(&stacked[1], &stacked[2]) > 1e-3);
+
+    for entries in [
+        vec![(1, resid(1, 1)), (0, resid(0, 1))],
+        vec![(1, resid(1, 1)), (1, resid(1, 1))],
+        vec![(0, resid(0, 1)), (n_layer, resid(0, 1))],
+        vec![(0, resid(0, 1)), (1, resid(1, 1).narrow(1, 1, len - offset - 1))],
+        vec![],
+    ] {
+        let result = model.forward_stacked(entries, Some(&prefix), &mut Hooks::none(), LogitsAt::Last);
+        assert!(result.is_err());
+    }
+}
+
 /// A batch of variants, each patching a different (hook, position, head) from the clean run
 /// into the corrupted one, equals running each variant alone; and a variant with no selection
 /// equals the unpatched corrupted run.
