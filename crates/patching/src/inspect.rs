@@ -85,7 +85,7 @@ pub async fn head_patterns(
     let base = runs.base(spec.direction);
     let rows = runs.rows();
     let mut edits = gn::intervention(base.noise.clone(), rows)?;
-    edits.extend(interventions(runs.source(spec.direction), &[patch], rows)?);
+    edits.extend(interventions(runs.source(spec.direction), &[patch], &[0], rows)?);
     let mut cache = patchbay_model::ActivationCache::new([HookPoint::Pattern(layer)]);
     model.forward(
         &base.tokens,

@@ -3,8 +3,10 @@
 //! A sweep runs every patch of a [`Plan`](crate::sweep::plan::Plan) on a batch of prompts. Rather than one full forward pass per
 //! patch (TransformerLens's loop, kept here as [`Strategy::Naive`] for tests and benchmarks):
 //!
-//! - patches that start at the same layer run as one batch, each variant a row;
-//! - each batch starts at that layer from the base run's cached residual stream;
+//! - patches run in batches, each variant a row, and a batch holds patches of every layer: a
+//!   patch's rows enter the pass at the layer it starts at, from the base run's cached residual
+//!   stream ([`Gpt2::forward_stacked`]), so each block's matrix products see every row that has
+//!   reached it, and a sweep costs a few passes rather than one per layer;
 //! - positions before the earliest position a batch edits are not recomputed: causal attention
 //!   leaves them as in the base run, whose cached keys and values stand in for them;
 //! - a patch that only touches positions before the first position where the clean and
@@ -57,12 +59,26 @@ pub enum Strategy {
     Naive,
 }
 
-/// Where a batch of patches starts.
+/// Patches run as one pass: `patches[k]` enters it at layer `layers[k]` (in increasing order),
+/// and the pass recomputes positions from `offset`.
 #[derive(Clone, Debug)]
 struct Batch {
-    layer: usize,
     offset: usize,
     patches: Vec<usize>,
+    layers: Vec<usize>,
+}
+
+impl Batch {
+    /// A batch of the patches `starts` (`(offset, layer, patch)`), ordered by layer.
+    fn of(mut starts: Vec<(usize, usize, usize)>) -> Batch {
+        let offset = starts.iter().map(|s| s.0).min().expect("a batch has a patch");
+        starts.sort_by_key(|&(offset, layer, i)| (layer, offset, i));
+        Batch {
+            offset,
+            layers: starts.iter().map(|s| s.1).collect(),
+            patches: starts.iter().map(|s| s.2).collect(),
+        }
+    }
 }
 
 /// A sweep in progress over one prompt.
@@ -85,7 +101,9 @@ pub struct Sweep<'a> {
 }
 
 impl<'a> Sweep<'a> {
-    /// Plans a sweep of `patches` on `runs`.
+    /// Plans a sweep of `patches` on `runs`, in at least `parts` batches where it has that many
+    /// patches: the batches that run at once (threads, or workers sharing the sweep) each get
+    /// their share of every layer.
     pub fn new(
         model: &'a Gpt2,
         runs: &'a PromptRuns,
@@ -93,6 +111,7 @@ impl<'a> Sweep<'a> {
         patches: &[Patch],
         budget: Budget,
         strategy: Strategy,
+        parts: usize,
     ) -> Self {
         let len = runs.len();
         let rows = runs.rows();
@@ -101,9 +120,9 @@ impl<'a> Sweep<'a> {
         let batches = match strategy {
             Strategy::Naive => (0..patches.len())
                 .map(|i| Batch {
-                    layer: 0,
                     offset: 0,
                     patches: vec![i],
+                    layers: vec![0],
                 })
                 .collect(),
             Strategy::Batched => {
@@ -111,30 +130,11 @@ impl<'a> Sweep<'a> {
                 let mut starts: Vec<(usize, usize, usize)> = Vec::new();
                 for (i, patch) in patches.iter_mut().enumerate() {
                     match effective(patch, runs.first_diff, len) {
-                        Some((layer, offset)) => starts.push((layer, offset, i)),
+                        Some((layer, offset)) => starts.push((offset, layer, i)),
                         None => readings[i] = Some(runs.base_readings(direction).to_vec()),
                     }
                 }
-                starts.sort();
-                let mut batches: Vec<Batch> = Vec::new();
-                for (layer, offset, i) in starts {
-                    let fits = batches.last().is_some_and(|b: &Batch| {
-                        let variants = b.patches.len() + 1;
-                        b.layer == layer
-                            && variants * rows <= budget.max_batch
-                            && variants * rows * (len - b.offset) <= budget.max_tokens
-                    });
-                    if fits {
-                        batches.last_mut().expect("checked").patches.push(i);
-                    } else {
-                        batches.push(Batch {
-                            layer,
-                            offset,
-                            patches: vec![i],
-                        });
-                    }
-                }
-                batches
+                plan(starts, budget, rows, len, parts)
             }
         };
         let no_ops = readings.iter().filter(|r| r.is_some()).count();
@@ -161,7 +161,10 @@ impl<'a> Sweep<'a> {
         let costs: Vec<usize> = self
             .batches
             .iter()
-            .map(|b| b.patches.len() * rows * (len - b.offset) * (n_layer - b.layer))
+            .map(|b| {
+                let row_layers: usize = b.layers.iter().map(|&l| n_layer - l).sum();
+                row_layers * rows * (len - b.offset)
+            })
             .collect();
         let owned = share.owned(&costs);
         self.owned = (0..self.batches.len()).filter(|&b| owned[b]).collect();
@@ -272,21 +275,26 @@ impl<'a> Sweep<'a> {
         Shard::complete(self.readings, self.share)
     }
 
-    /// One pass for a batch of patches that start at the same layer.
+    /// One pass for a batch, each patch's rows entering at its layer.
     fn forward_batched(&self, batch: &Batch) -> Result<Tensor<2>, PatchingError> {
         let base = self.runs.base(self.direction);
         let source = self.runs.source(self.direction);
-        let variants = batch.patches.len();
         let rows = self.runs.rows();
         let len = self.runs.len();
-        let resid = base.cache.stream(HookPoint::ResidPre(batch.layer))?;
-        let resid = tile(resid.narrow(1, batch.offset, len - batch.offset), variants);
-        let prefix = prefix(self.model, base, batch.layer, batch.offset, variants)?;
+        let entries = batch
+            .layers
+            .chunk_by(|a, b| a == b)
+            .map(|same| {
+                let resid = base.cache.stream(HookPoint::ResidPre(same[0]))?;
+                let resid = resid.narrow(1, batch.offset, len - batch.offset);
+                Ok((same[0], tile(resid, same.len())))
+            })
+            .collect::<Result<Vec<(usize, Tensor<3>)>, PatchingError>>()?;
+        let prefix = prefix(self.model, base, batch.offset, &batch.layers)?;
         let patches: Vec<&Patch> = batch.patches.iter().map(|&i| &self.patches[i]).collect();
-        let interventions = interventions(source, &patches, rows)?;
-        let logits = self.model.forward_from(
-            batch.layer,
-            resid,
+        let interventions = interventions(source, &patches, &batch.layers, rows)?;
+        let logits = self.model.forward_stacked(
+            entries,
             prefix.as_ref(),
             &mut Hooks::none().with_interventions(&interventions),
             self.runs.scorer.logits_at(),
@@ -315,8 +323,50 @@ impl<'a> Sweep<'a> {
         patch: usize,
         rows: usize,
     ) -> Result<Vec<Intervention>, PatchingError> {
-        interventions(source, &[&self.patches[patch]], rows)
+        interventions(source, &[&self.patches[patch]], &[0], rows)
     }
+}
+
+/// Cuts the patches `starts` (`(offset, layer, patch)`) into batches: in order of offset, as many
+/// as `budget` allows in each, so that a batch recomputes few positions its patches do not edit;
+/// then, where that makes fewer than `parts` batches, each is dealt out into equal parts, which
+/// have the same offset and the same mix of layers and so cost the same.
+fn plan(
+    mut starts: Vec<(usize, usize, usize)>,
+    budget: Budget,
+    rows: usize,
+    len: usize,
+    parts: usize,
+) -> Vec<Batch> {
+    starts.sort();
+    let mut groups: Vec<Vec<(usize, usize, usize)>> = Vec::new();
+    for start in starts {
+        let fits = groups.last().is_some_and(|g| {
+            let variants = g.len() + 1;
+            variants * rows <= budget.max_batch && variants * rows * (len - g[0].0) <= budget.max_tokens
+        });
+        match groups.last_mut() {
+            Some(group) if fits => group.push(start),
+            _ => groups.push(vec![start]),
+        }
+    }
+    let deal = if groups.is_empty() {
+        1
+    } else {
+        parts.div_ceil(groups.len()).max(1)
+    };
+    groups
+        .into_iter()
+        .flat_map(|group| {
+            let hands = deal.min(group.len());
+            let mut dealt: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); hands];
+            for (k, start) in group.into_iter().enumerate() {
+                dealt[k % hands].push(start);
+            }
+            dealt
+        })
+        .map(Batch::of)
+        .collect()
 }
 
 /// Restricts a patch's edits to the positions where the runs differ (`first_diff..len`).
@@ -360,20 +410,27 @@ fn shared<const D: usize>(t: Tensor<D>, run_rows: usize, variants: usize) -> Ten
     if run_rows == 1 { t } else { tile(t, variants) }
 }
 
-/// The base run's keys and values before `offset`, for layers from `layer` on.
+/// How many of a pass's variants, which enter it at the layers `entered` (in increasing order),
+/// a hook at `layer` sees; a hook of no layer (the final LayerNorm's) sees them all.
+fn variants_at(entered: &[usize], layer: Option<usize>) -> usize {
+    layer.map_or(entered.len(), |l| entered.partition_point(|&e| e <= l))
+}
+
+/// The base run's keys and values before `offset`, at each layer as many times as the variants
+/// that have entered the pass there (see [`variants_at`]).
 pub(crate) fn prefix(
     model: &Gpt2,
     base: &CachedRun,
-    layer: usize,
     offset: usize,
-    variants: usize,
+    entered: &[usize],
 ) -> Result<Option<Prefix>, PatchingError> {
     if offset == 0 {
         return Ok(None);
     }
     let kv = (0..model.config.n_layer)
         .map(|l| {
-            if l < layer {
+            let variants = variants_at(entered, Some(l));
+            if variants == 0 {
                 return Ok(None);
             }
             let cut = |hook| -> Result<Tensor<4>, PatchingError> {
@@ -389,17 +446,19 @@ pub(crate) fn prefix(
     Ok(Some(Prefix { len: offset, kv }))
 }
 
-/// The interventions that apply `patches` (one variant each, `rows` rows per variant), copying
-/// values from `source`.
+/// The interventions that apply `patches` (one variant each, `rows` rows per variant, entering
+/// the pass at the layers `entered`), copying values from `source`. Each hook's intervention
+/// has a row for every variant that has entered the pass by the hook's layer.
 pub(crate) fn interventions(
     source: &CachedRun,
     patches: &[&Patch],
+    entered: &[usize],
     rows: usize,
 ) -> Result<Vec<Intervention>, PatchingError> {
-    let variants = patches.len();
     let mut by_hook: BTreeMap<HookPoint, Vec<Option<Selection>>> = BTreeMap::new();
     for (v, patch) in patches.iter().enumerate() {
         for edit in &patch.edits {
+            let variants = variants_at(entered, edit.hook.layer());
             let selections = by_hook
                 .entry(edit.hook)
                 .or_insert_with(|| vec![None; variants * rows]);
@@ -414,6 +473,7 @@ pub(crate) fn interventions(
     by_hook
         .into_iter()
         .map(|(hook, selections)| {
+            let variants = selections.len() / rows;
             let values = match source.cache.get(hook)?.clone() {
                 Activation::Stream(t) => Activation::Stream(shared(t, source.rows, variants)),
                 Activation::PerHead(t) => Activation::PerHead(shared(t, source.rows, variants)),

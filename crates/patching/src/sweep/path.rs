@@ -190,7 +190,7 @@ impl<'a> PathSweep<'a> {
             let logits = model.forward_from(
                 layer,
                 resid(layer)?,
-                prefix(model, base, layer, offset, n_head)?.as_ref(),
+                prefix(model, base, offset, &vec![layer; n_head])?.as_ref(),
                 &mut Hooks::none().with_interventions(&frozen),
                 LogitsAt::Last,
             )?;
@@ -208,7 +208,7 @@ impl<'a> PathSweep<'a> {
         model.forward_from(
             layer,
             resid(layer)?,
-            prefix(model, base, layer, offset, n_head)?.as_ref(),
+            prefix(model, base, offset, &vec![layer; n_head])?.as_ref(),
             &mut Hooks::none().with_interventions(&frozen).with_cache(&mut step2),
             LogitsAt::Last,
         )?;
@@ -253,7 +253,7 @@ impl<'a> PathSweep<'a> {
         let logits = model.forward_from(
             first,
             resid(first)?,
-            prefix(model, base, first, offset, n_head)?.as_ref(),
+            prefix(model, base, offset, &vec![first; n_head])?.as_ref(),
             &mut Hooks::none().with_interventions(&patches),
             LogitsAt::Last,
         )?;
