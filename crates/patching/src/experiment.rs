@@ -432,7 +432,6 @@ async fn sweep(
         &plan.patches,
         options.budget,
         strategy,
-        share.count * options.threads.max(1),
     )
     .share(share);
     loop {

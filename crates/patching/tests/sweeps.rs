@@ -162,8 +162,7 @@ fn batched_sweeps_equal_one_forward_per_patch() {
             );
             let raw_scale = naive.raw_grid.values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             assert!(max_abs_diff(&batched.raw_grid.values, &naive.raw_grid.values) <= 1e-5 * raw_scale);
-            // Batches run three at a time on threads of their own, planned as three parts or
-            // more: the same numbers, to float rounding.
+            // Batches run three at a time on threads of their own: the very same numbers.
             let threaded = run(
                 &model,
                 &tokenizer,
@@ -174,10 +173,17 @@ fn batched_sweeps_equal_one_forward_per_patch() {
                     ..Default::default()
                 },
             );
-            let err = max_abs_diff(&threaded.grid.values, &naive.grid.values);
-            assert!(err <= 1e-5 * scale, "trial {trial}, 3 threads: {err:e}");
-            let err = max_abs_diff(&threaded.raw_grid.values, &naive.raw_grid.values);
-            assert!(err <= 1e-5 * raw_scale, "trial {trial}, 3 threads: {err:e}");
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&threaded.grid.values),
+                bits(&batched.grid.values),
+                "trial {trial}"
+            );
+            assert_eq!(
+                bits(&threaded.raw_grid.values),
+                bits(&batched.raw_grid.values),
+                "trial {trial}"
+            );
         }
     }
 }
@@ -494,7 +500,7 @@ fn shared_runs_equal_a_run_alone() {
     };
     for (k, spec) in specs.iter().enumerate() {
         let mut alone_seen = Vec::new();
-        pollster::block_on(patchbay_patching::run_experiment(
+        let alone = pollster::block_on(patchbay_patching::run_experiment(
             &model,
             &tokenizer,
             spec,
@@ -507,21 +513,8 @@ fn shared_runs_equal_a_run_alone() {
         .unwrap();
         let &(total_done, total) = alone_seen.last().unwrap();
         assert_eq!(total_done, total, "spec {k}");
+        let alone = serde_json::to_string(&alone).unwrap();
         for count in [2, 3] {
-            // A pool of `count` plans its sweeps in `count` parts, as a run alone on `count`
-            // threads does: the very same numbers.
-            let threaded = pollster::block_on(patchbay_patching::run_experiment(
-                &model,
-                &tokenizer,
-                spec,
-                &RunOptions {
-                    threads: count,
-                    ..options.clone()
-                },
-                &mut |_: &patchbay_patching::Progress| true,
-            ))
-            .unwrap();
-            let alone = serde_json::to_string(&threaded).unwrap();
             let workers = pooled(&model, &tokenizer, spec, &options, count, None);
             let mut summed = 0;
             for (index, (outcome, seen)) in workers.into_iter().enumerate() {

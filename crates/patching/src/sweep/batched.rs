@@ -101,9 +101,8 @@ pub struct Sweep<'a> {
 }
 
 impl<'a> Sweep<'a> {
-    /// Plans a sweep of `patches` on `runs`, in at least `parts` batches where it has that many
-    /// patches: the batches that run at once (threads, or workers sharing the sweep) each get
-    /// their share of every layer.
+    /// Plans a sweep of `patches` on `runs`, in at least [`PARTS`] batches where it has that
+    /// many patches.
     pub fn new(
         model: &'a Gpt2,
         runs: &'a PromptRuns,
@@ -111,7 +110,6 @@ impl<'a> Sweep<'a> {
         patches: &[Patch],
         budget: Budget,
         strategy: Strategy,
-        parts: usize,
     ) -> Self {
         let len = runs.len();
         let rows = runs.rows();
@@ -134,7 +132,7 @@ impl<'a> Sweep<'a> {
                         None => readings[i] = Some(runs.base_readings(direction).to_vec()),
                     }
                 }
-                plan(starts, budget, rows, len, parts)
+                plan(starts, budget, rows, len)
             }
         };
         let no_ops = readings.iter().filter(|r| r.is_some()).count();
@@ -327,17 +325,17 @@ impl<'a> Sweep<'a> {
     }
 }
 
+/// The fewest batches a sweep is cut into, where it has that many patches: two run at once, on
+/// the CLI's two threads or the page's pool of two workers. A constant, not the number of threads
+/// or workers, so that a sweep's batches, and so every number it gives, are the same however
+/// many run it.
+pub const PARTS: usize = 2;
+
 /// Cuts the patches `starts` (`(offset, layer, patch)`) into batches: in order of offset, as many
 /// as `budget` allows in each, so that a batch recomputes few positions its patches do not edit;
-/// then, where that makes fewer than `parts` batches, each is dealt out into equal parts, which
+/// then, where that makes fewer than [`PARTS`] batches, each is dealt out into equal parts, which
 /// have the same offset and the same mix of layers and so cost the same.
-fn plan(
-    mut starts: Vec<(usize, usize, usize)>,
-    budget: Budget,
-    rows: usize,
-    len: usize,
-    parts: usize,
-) -> Vec<Batch> {
+fn plan(mut starts: Vec<(usize, usize, usize)>, budget: Budget, rows: usize, len: usize) -> Vec<Batch> {
     starts.sort();
     let mut groups: Vec<Vec<(usize, usize, usize)>> = Vec::new();
     for start in starts {
@@ -353,7 +351,7 @@ fn plan(
     let deal = if groups.is_empty() {
         1
     } else {
-        parts.div_ceil(groups.len()).max(1)
+        PARTS.div_ceil(groups.len()).max(1)
     };
     groups
         .into_iter()
