@@ -165,25 +165,20 @@ fn rows_entering_at_their_layers_equal_a_pass_from_each() {
             .map(|r| rows.contains(&r).then(z_selection))
             .collect()
     };
-    let edits = |resid_rows: &[usize], z_rows: &[usize]| {
-        vec![
-            Intervention::new(
-                HookPoint::ResidPre(2),
-                EditOp::Replace,
-                clean_cache.get(HookPoint::ResidPre(2)).unwrap().clone(),
-                &resid_edit(resid_rows),
-            )
-            .unwrap(),
-            Intervention::new(
-                HookPoint::Z(1),
-                EditOp::Replace,
-                clean_cache.get(HookPoint::Z(1)).unwrap().clone(),
-                &z_edit(z_rows),
-            )
-            .unwrap(),
-        ]
+    let replace = |hook: HookPoint, selections: &[Option<Selection>]| {
+        Intervention::new(
+            hook,
+            EditOp::Replace,
+            clean_cache.get(hook).unwrap().clone(),
+            selections,
+        )
+        .unwrap()
     };
-    let stacked = edits(&[2, 3], &[0, 1]);
+    let (resid_rows, z_rows) = ([2, 3], [0, 1]);
+    let stacked = [
+        replace(HookPoint::ResidPre(2), &resid_edit(&resid_rows)),
+        replace(HookPoint::Z(1), &z_edit(&z_rows)),
+    ];
     let logits = model
         .forward_stacked(
             vec![(0, resid(0, 1)), (1, resid(1, 2)), (2, resid(2, 1))],
@@ -196,30 +191,15 @@ fn rows_entering_at_their_layers_equal_a_pass_from_each() {
     assert_eq!(stacked.len(), entered.len());
     for (row, &layer) in entered.iter().enumerate() {
         // The same edits for this row alone: a one-row pass from its layer.
-        let resid_rows: &[usize] = if [2, 3].contains(&row) { &[0] } else { &[] };
-        let z_rows: &[usize] = if [0, 1].contains(&row) { &[0] } else { &[] };
         let mut alone: Vec<Intervention> = Vec::new();
-        if !resid_rows.is_empty() {
-            alone.push(
-                Intervention::new(
-                    HookPoint::ResidPre(2),
-                    EditOp::Replace,
-                    clean_cache.get(HookPoint::ResidPre(2)).unwrap().clone(),
-                    &[Some(Selection::positions(vec![10]))],
-                )
-                .unwrap(),
-            );
+        if resid_rows.contains(&row) {
+            alone.push(replace(
+                HookPoint::ResidPre(2),
+                &[Some(Selection::positions(vec![10]))],
+            ));
         }
-        if !z_rows.is_empty() {
-            alone.push(
-                Intervention::new(
-                    HookPoint::Z(1),
-                    EditOp::Replace,
-                    clean_cache.get(HookPoint::Z(1)).unwrap().clone(),
-                    &[Some(z_selection())],
-                )
-                .unwrap(),
-            );
+        if z_rows.contains(&row) {
+            alone.push(replace(HookPoint::Z(1), &[Some(z_selection())]));
         }
         let one = model
             .forward_from(
