@@ -624,8 +624,8 @@ fn clean_and_corrupted_in_one_pass_equal_two_passes() {
         for (a, b) in [(&alone.0, &joint.0), (&alone.1, &joint.1)] {
             assert_eq!(a.rows, b.rows);
             let mut pairs = vec![(
-                a.last_logits.to_data().to_vec::<f32>().unwrap(),
-                b.last_logits.to_data().to_vec::<f32>().unwrap(),
+                a.last_logits.to_data().try_into_vec::<f32>().unwrap(),
+                b.last_logits.to_data().try_into_vec::<f32>().unwrap(),
             )];
             for &hook in &hooks {
                 pairs.push((
