@@ -291,7 +291,6 @@ async function loadModel({ adopt = false } = {}) {
   $('#load').disabled = true;
   setRunnable(false);
   $('#model-status').textContent = 'Loading…';
-  const previousLine = modelLine;
   modelLine = null;
   try {
     const { info, origin } = await worker.call('load', { source: request });
@@ -311,8 +310,9 @@ async function loadModel({ adopt = false } = {}) {
     showModelNote();
     editor.schedule(0);
   } catch (error) {
-    modelLine = previousLine;
-    $('#model-status').textContent = state.model ? `The previous model, ${modelName(state.model.source)}, is still loaded.` : '';
+    // The line stays when the helpers have loaded the previous model again (web/worker-pool.js).
+    modelLine = state.model ? `The previous model, ${modelName(state.model.source)}, is still loaded.` : null;
+    $('#model-status').textContent = modelLine ?? '';
     throw error;
   } finally {
     $('#load').disabled = false;

@@ -25,6 +25,8 @@ export class WorkerPool {
     /** The lead's `init` arguments, and whether it runs on WebGPU. */
     this.backend = null;
     this.onGpu = false;
+    /** The lead's model: the command and arguments that loaded it, for helpers to load it too. */
+    this.model = null;
     this.filling = Promise.resolve();
     this.generation = 0;
     this.runs = 0;
@@ -69,8 +71,26 @@ export class WorkerPool {
       for (const helper of this.helpers) if (!helper.crashed) helper.send('cancel').catch(() => {});
       return this.lead.call(cmd, args);
     }
-    const result = await this.lead.call(cmd, args);
-    if (MODEL_COMMANDS.has(cmd)) this.filling = this.refill(cmd, args);
+    if (MODEL_COMMANDS.has(cmd)) return this.load(cmd, args);
+    return this.lead.call(cmd, args);
+  }
+
+  /**
+   * Gives the lead a model with `cmd(args)`, then the helpers. The helpers' copies of the model
+   * before go first, so that a change of model never holds one more copy than a worker alone
+   * would; if the lead's load fails, it keeps its model, and the helpers load that one again.
+   */
+  async load(cmd, args) {
+    this.drop();
+    let result;
+    try {
+      result = await this.lead.call(cmd, args);
+    } catch (error) {
+      if (this.model) this.filling = this.refill(this.model.cmd, this.model.args);
+      throw error;
+    }
+    this.model = { cmd, args };
+    this.filling = this.refill(cmd, args);
     return result;
   }
 

@@ -1,7 +1,7 @@
 // The CPU fallback's pool of Web Workers (web/worker-pool.js): a dataset run shared by three
 // workers, each with its own WebAssembly instance and model, gives the results of one worker
 // alone, byte for byte, with progress that rises to the total; Cancel stops every worker, and
-// the pool then runs again to the same results.
+// the pool then runs again to the same results; a change of model ends the helpers first.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -52,7 +52,7 @@ async function runDataset(page, n) {
   return state;
 }
 
-test('three workers sharing each run give the results of one alone, with progress to the total; Cancel stops them all', async () => {
+test('three workers sharing each run give the results of one alone, with progress to the total; Cancel stops them all; a model change ends the helpers first', async () => {
   const context = await launch({ webgpu: false });
   try {
     const alone = await pooledPage(context, 1);
@@ -84,7 +84,32 @@ test('three workers sharing each run give the results of one alone, with progres
     const again = await runDataset(page, 12);
     assert.equal(again.results, one.results, 'after a Cancel, the same results again');
     assert.equal(page.workers().length, 3, 'no worker was lost');
-    assert.deepEqual(problems, []);
+
+    // A change of model ends the helpers and their copies of the model first, so the lead's
+    // download and load never sit beside them; a load that fails leaves the lead its model, the
+    // helpers load it again, and the pool gives the same results.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    await context.route('**/held/**', async (route) => {
+      await held;
+      await route.fulfill({ status: 404, body: 'Entry not found' });
+    });
+    await page.locator('input[name="source"][value="url"]').check();
+    await page.locator('#model-url').fill(`${server.url}held/`);
+    await page.locator('#load').click();
+    await page.waitForFunction(() => window.patchbay.workers === 1, null, { timeout: 60_000 });
+    for (let i = 0; page.workers().length > 1 && i < 100; i++) await page.waitForTimeout(50);
+    assert.equal(page.workers().length, 1, 'only the lead while it downloads');
+    release();
+    await page.waitForFunction(() => document.querySelector('#model-error').textContent.length > 0, null, { timeout: 60_000 });
+    assert.match(await page.locator('#model-error').textContent(), /held\/config\.json answered 404/);
+    await page.waitForFunction(() => window.patchbay.workers === 3, null, { timeout: 300_000 });
+    assert.equal(await page.locator('#model-status').textContent(), 'The previous model, patchbay-ioi, is still loaded. 3 workers share each run.');
+    await page.evaluate(() => (window.patchbay.errors = []));
+    const reloaded = await runDataset(page, 12);
+    assert.equal(reloaded.results, one.results, 'after a failed load, the same results again');
+    assert.equal(page.workers().length, 3);
+    assert.deepEqual(problems.filter((p) => !/404/.test(p)), []);
   } finally {
     await context.close();
   }
