@@ -104,7 +104,7 @@ test('three workers sharing each run give the results of one alone, with progres
     await page.waitForFunction(() => document.querySelector('#model-error').textContent.length > 0, null, { timeout: 60_000 });
     assert.match(await page.locator('#model-error').textContent(), /held\/config\.json answered 404/);
     await page.waitForFunction(() => window.patchbay.workers === 3, null, { timeout: 300_000 });
-    assert.equal(await page.locator('#model-status').textContent(), 'The previous model, patchbay-ioi, is still loaded. 3 workers share each run.');
+    assert.equal(await page.locator('#model-status').textContent(), 'The previous model, patchbay-ioi (a model that ships with the app), is still loaded. 3 workers share each run.');
     await page.evaluate(() => (window.patchbay.errors = []));
     const reloaded = await runDataset(page, 12);
     assert.equal(reloaded.results, one.results, 'after a failed load, the same results again');
