@@ -161,13 +161,7 @@ pub async fn run_prepared(
 
     // Prompts of one length run together, as many as leave room for several variants in each
     // batched pass.
-    let samples = prepared.noise.as_ref().map_or(1, |n| n.samples);
-    let chunk = (options.budget.max_batch / (4 * samples)).max(1);
-    let batches: Vec<Vec<usize>> = prepared
-        .groups()
-        .into_iter()
-        .flat_map(|group| group.chunks(chunk).map(<[usize]>::to_vec).collect::<Vec<_>>())
-        .collect();
+    let batches = prepared.batches(options.budget);
     let per_batch =
         cells + single_shape.as_ref().map_or(0, |s| s.iter().product()) + usize::from(spec.attribution);
     let total = per_batch * batches.len();

@@ -21,6 +21,7 @@ use crate::corruption::str::str_pair;
 use crate::metric::Answers;
 use crate::runs::PromptInput;
 use crate::spec::target::Choice;
+use crate::sweep::batched::{self, Budget, Work};
 use crate::sweep::plan::Plan;
 use crate::sweep::window;
 use crate::tasks::{self, DatasetReport, numbered};
@@ -41,6 +42,13 @@ pub struct PreparedPrompt {
     /// For prompts aligned by role: the index in [`Prepared::roles`] of each position's role.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub role_of: Vec<usize>,
+}
+
+impl PreparedPrompt {
+    /// The first position the corruption changes.
+    pub fn first_changed(&self) -> usize {
+        self.corrupted_positions.iter().copied().min().unwrap_or(0)
+    }
 }
 
 /// An experiment ready to run.
@@ -162,7 +170,7 @@ pub async fn prepare(
         labels,
         by_role,
     };
-    let size = prepared.size(model)?;
+    let size = prepared.bound(model)?;
     if size.flops > MAX_RUN_FLOPS {
         return Err(PatchingError::Spec(format!(
             "this run would take about {:.1e} floating-point operations ({} patches × {} rows × {} tokens), more than Patchbay's limit of {MAX_RUN_FLOPS:.0e}: use fewer prompts or a coarser target",
@@ -257,8 +265,20 @@ fn role_axis(roles: &[Vec<String>]) -> Vec<String> {
     order.into_iter().map(|k| seen[k].0.clone()).collect()
 }
 
-/// How fast the page's CPU fallback (single-threaded wasm) computes, for the size estimate.
-pub const CPU_FLOPS_PER_SECOND: f64 = 2e9;
+/// The page's CPU fallback on one worker (single-threaded wasm with 128-bit SIMD), as the size
+/// estimate models it, measured by `bench/estimate.mjs` in Chromium. Its matrix products:
+pub const CPU_FLOPS_PER_SECOND: f64 = 3e10;
+/// The rest of a position's way through a block (LayerNorm, GELU, softmax, sums, one element
+/// at a time, and the overhead of small products), per element of the residual stream.
+pub const CPU_SECONDS_PER_ELEMENT: f64 = 1.2e-7;
+/// Reading a logit of the full distribution (softmax, log-probabilities), which every metric
+/// but the logit difference needs.
+pub const CPU_SECONDS_PER_LOGIT: f64 = 3e-8;
+/// How fast a pass goes through the weights, which it reads (and packs) once however few its
+/// rows.
+pub const CPU_WEIGHT_BYTES_PER_SECOND: f64 = 5.4e9;
+/// What each prompt costs beyond its passes (its tokens, readings and statistics).
+pub const CPU_SECONDS_PER_PROMPT: f64 = 4e-3;
 /// Runs the CPU would take longer than this are worth a warning before they start.
 pub const CPU_WARNING_SECONDS: f64 = 20.0;
 /// The most floating-point operations one run may ask for (about an hour of a fast GPU): a
@@ -277,17 +297,36 @@ pub struct RunSize {
     pub rows: usize,
     /// Tokens of each prompt.
     pub tokens: usize,
-    /// Floating-point operations of the patched runs, at most (none reuses a prefix).
+    /// Floating-point operations of the patched runs, at most: as if each were a full forward
+    /// pass. [`MAX_RUN_FLOPS`] bounds it.
     pub flops: f64,
-    /// Seconds the CPU fallback would take at [`CPU_FLOPS_PER_SECOND`].
+    /// Seconds the page's CPU fallback would take on one worker, estimated from the work the
+    /// sweeps plan (see [`Prepared::size`]).
     pub cpu_seconds: f64,
     /// Whether that is over [`CPU_WARNING_SECONDS`].
     pub slow_on_cpu: bool,
 }
 
 impl Prepared {
-    /// The size of this run on `model`.
+    /// The size of this run on `model`: its bound, and an estimate of the seconds it takes on
+    /// the CPU. The estimate counts what the batched sweeps compute ([`batched::work`]: patches
+    /// that change nothing cost nothing, positions before the first one a batch edits come from
+    /// the cache), the clean and corrupted runs, every pass's reading of the weights, the full
+    /// distribution where the metric reads it and each prompt's own costs; path patching and
+    /// attribution count as full passes. Its rates are the page's (`bench/estimate.mjs`: within
+    /// 0.8–1.12 of its time on runs of a second or more).
     pub fn size(&self, model: &Gpt2) -> Result<RunSize, PatchingError> {
+        let mut size = self.bound(model)?;
+        if size.flops <= MAX_RUN_FLOPS {
+            size.cpu_seconds = self.cpu_seconds(model)?;
+            size.slow_on_cpu = size.cpu_seconds > CPU_WARNING_SECONDS;
+        }
+        Ok(size)
+    }
+
+    /// The run's size, as if every patched run were a full forward pass (the CPU fields as
+    /// if the CPU computed that).
+    fn bound(&self, model: &Gpt2) -> Result<RunSize, PatchingError> {
         let prepared = self;
         let spec = &prepared.spec;
         let c = &model.config;
@@ -328,6 +367,87 @@ impl Prepared {
             slow_on_cpu: cpu_seconds > CPU_WARNING_SECONDS,
         })
     }
+
+    /// The estimate of [`Prepared::size`], in seconds, over the groups of prompts as they run.
+    fn cpu_seconds(&self, model: &Gpt2) -> Result<f64, PatchingError> {
+        let c = &model.config;
+        let samples = self.noise.as_ref().map_or(1, |n| n.samples);
+        let budget = Budget::default();
+        // Groups of one length, first difference and size do the same work.
+        let mut known: HashMap<(usize, usize, usize), Work> = HashMap::new();
+        let mut total = Work::default();
+        for group in self.batches(budget) {
+            let len = self.prompts[group[0]].clean.len();
+            let first_diff = group.iter().map(|&i| self.prompts[i].first_changed()).min();
+            let key = (len, first_diff.unwrap_or(0), group.len() * samples);
+            let work = match known.get(&key) {
+                Some(&work) => work,
+                None => {
+                    let work = self.group_work(model, key, budget)?;
+                    known.insert(key, work);
+                    work
+                }
+            };
+            total += work;
+        }
+        let (d, vocab) = (c.n_embd as f64, c.vocab_size as f64);
+        let readout = match self.spec.metric.kind {
+            // The two columns of r and r′.
+            crate::metric::MetricKind::LogitDiff => 4.0 * d / CPU_FLOPS_PER_SECOND,
+            _ => 2.0 * vocab * d / CPU_FLOPS_PER_SECOND + vocab * CPU_SECONDS_PER_LOGIT,
+        };
+        let position = 24.0 * d * d / CPU_FLOPS_PER_SECOND + d * CPU_SECONDS_PER_ELEMENT;
+        let pass = 4.0 * c.n_layer as f64 * 12.0 * d * d / CPU_WEIGHT_BYTES_PER_SECOND;
+        Ok(total.block_positions as f64 * position
+            + total.readouts as f64 * readout
+            + total.passes as f64 * pass
+            + self.prompts.len() as f64 * CPU_SECONDS_PER_PROMPT)
+    }
+
+    /// The work of one group of `rows` rows of `len` tokens that first differ at `first_diff`.
+    fn group_work(
+        &self,
+        model: &Gpt2,
+        (len, first_diff, rows): (usize, usize, usize),
+        budget: Budget,
+    ) -> Result<Work, PatchingError> {
+        let spec = &self.spec;
+        let (n_layer, n_head) = (model.config.n_layer, model.config.n_head);
+        let positions: Vec<String> = (0..len).map(|p| p.to_string()).collect();
+        let plan = |window| Plan::new(&spec.target, n_layer, n_head, &positions, window);
+        let full = |runs: usize| Work {
+            block_positions: runs * rows * len * n_layer,
+            passes: (runs * rows).div_ceil(budget.max_batch).max(1),
+            readouts: runs * rows,
+        };
+        // The clean and corrupted runs.
+        let mut work = full(2);
+        let window = spec.window.map(|w| w.size);
+        if spec.target.receivers.is_some() {
+            let cells: usize = plan(window)?.shape().iter().product();
+            work += full(2 * cells);
+        } else {
+            work += batched::work(&plan(window)?.patches, first_diff, len, rows, n_layer, budget);
+        }
+        if window.is_some() {
+            work += batched::work(&plan(None)?.patches, first_diff, len, rows, n_layer, budget);
+        }
+        if spec.attribution {
+            work += full(3);
+        }
+        Ok(work)
+    }
+
+    /// The prompts as they run, in groups of one length, as many in each as leave room for
+    /// several variants in a batched pass within `budget`.
+    pub fn batches(&self, budget: Budget) -> Vec<Vec<usize>> {
+        let samples = self.noise.as_ref().map_or(1, |n| n.samples);
+        let chunk = (budget.max_batch / (4 * samples)).max(1);
+        self.groups()
+            .into_iter()
+            .flat_map(|group| group.chunks(chunk).map(<[usize]>::to_vec).collect::<Vec<_>>())
+            .collect()
+    }
 }
 
 impl Prepared {
@@ -351,7 +471,7 @@ impl Prepared {
         PromptInput {
             clean: prompt.clean.clone(),
             corrupted,
-            first_changed: prompt.corrupted_positions.iter().copied().min().unwrap_or(0),
+            first_changed: prompt.first_changed(),
             answers: prompt.answers.clone(),
         }
     }

@@ -69,6 +69,13 @@ struct Batch {
 }
 
 impl Batch {
+    /// Its cost: positions computed through a block, over its rows (each from the layer its
+    /// patch enters at, at every position from the batch's offset).
+    fn cost(&self, rows: usize, len: usize, n_layer: usize) -> usize {
+        let row_layers: usize = self.layers.iter().map(|&l| n_layer - l).sum();
+        row_layers * rows * (len - self.offset)
+    }
+
     /// A batch of the patches `starts` (`(offset, layer, patch)`), ordered by layer.
     fn of(mut starts: Vec<(usize, usize, usize)>) -> Batch {
         let offset = starts.iter().map(|s| s.0).min().expect("a batch has a patch");
@@ -156,14 +163,7 @@ impl<'a> Sweep<'a> {
     /// costliest spread first (a batch costs its rows' positions times the layers it runs).
     pub fn share(mut self, share: Share) -> Self {
         let (rows, len, n_layer) = (self.runs.rows(), self.runs.len(), self.model.config.n_layer);
-        let costs: Vec<usize> = self
-            .batches
-            .iter()
-            .map(|b| {
-                let row_layers: usize = b.layers.iter().map(|&l| n_layer - l).sum();
-                row_layers * rows * (len - b.offset)
-            })
-            .collect();
+        let costs: Vec<usize> = self.batches.iter().map(|b| b.cost(rows, len, n_layer)).collect();
         let owned = share.owned(&costs);
         self.owned = (0..self.batches.len()).filter(|&b| owned[b]).collect();
         self.share = share;
@@ -365,6 +365,52 @@ fn plan(mut starts: Vec<(usize, usize, usize)>, budget: Budget, rows: usize, len
         })
         .map(Batch::of)
         .collect()
+}
+
+/// What a batched sweep computes, planned as [`Sweep::new`] plans it, without running it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Positions computed through a block, over every block, row and pass.
+    pub block_positions: usize,
+    /// Passes through the model.
+    pub passes: usize,
+    /// Rows whose last-position logits are read.
+    pub readouts: usize,
+}
+
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, other: Work) {
+        self.block_positions += other.block_positions;
+        self.passes += other.passes;
+        self.readouts += other.readouts;
+    }
+}
+
+/// The work of a batched sweep of `patches` on `rows` rows of `len` tokens whose runs first
+/// differ at `first_diff`, on a model of `n_layer` blocks: patches that change nothing cost
+/// nothing, and the others run in [`Sweep::new`]'s batches.
+pub fn work(
+    patches: &[Patch],
+    first_diff: usize,
+    len: usize,
+    rows: usize,
+    n_layer: usize,
+    budget: Budget,
+) -> Work {
+    let starts: Vec<(usize, usize, usize)> = patches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, patch)| {
+            effective(&mut patch.clone(), first_diff, len).map(|(layer, offset)| (offset, layer, i))
+        })
+        .collect();
+    let readouts = starts.len() * rows;
+    let batches = plan(starts, budget, rows, len);
+    Work {
+        block_positions: batches.iter().map(|b| b.cost(rows, len, n_layer)).sum(),
+        passes: batches.len(),
+        readouts,
+    }
 }
 
 /// Restricts a patch's edits to the positions where the runs differ (`first_diff..len`).
