@@ -451,8 +451,9 @@ function sizeText(size) {
   const samples = size.rows > size.prompts ? ` × ${size.rows / size.prompts} noise samples` : '';
   return (
     `This runs ${size.patches.toLocaleString('en')} patches on each of ${size.prompts.toLocaleString('en')} ` +
-    `prompt${size.prompts > 1 ? 's' : ''}${samples} (${size.tokens} tokens each) on the CPU: about ${seconds}, by the ` +
-    `core's estimate (it warns above ${size.warning_seconds} s). WebGPU would be much faster.`
+    `prompt${size.prompts > 1 ? 's' : ''}${samples} (${size.tokens} tokens each) on the CPU: about ${seconds} on one worker, by the ` +
+    `core's estimate (it warns above ${size.warning_seconds} s)${state.workers > 1 ? `; the ${state.workers} workers here share it` : ''}. ` +
+    'WebGPU would be much faster.'
   );
 }
 

@@ -352,11 +352,10 @@ test('cancel mid-sweep leaves a page that runs again; hover, click and keyboard 
   try {
     const { page, problems } = await open(context, server.url);
     await ready(page);
-    // A long sweep: every head at every position, 64 noise samples.
-    await page.locator('input[name="corruption"][value="gn"]').check();
-    await page.waitForSelector('#gn-tokens button');
-    await page.locator('#gn-tokens button[title="position 2"]').click();
-    await page.locator('#gn-samples').fill('64');
+    // A long sweep: every head at every position of 1,000 prompts, read by KL divergence.
+    await page.locator('#dataset-task').selectOption('ioi');
+    await page.locator('#dataset-n').fill('1000');
+    await page.locator('#metric').selectOption('kl');
     await page.locator('#component').selectOption('z');
     await page.locator('#positions').selectOption('each');
     await page.locator('#run-experiment').click();

@@ -228,7 +228,7 @@ test('what the form cannot show is kept, shown read-only and clearable; unloadab
   }
 });
 
-test('a 100-prompt dataset warns before a long CPU run; a dataset\'s head opens its patterns; hover follows the run; the export writes its prompts', async () => {
+test('a 1,000-prompt dataset warns before a long CPU run; a dataset\'s head opens its patterns; hover follows the run; the export writes its prompts', async () => {
   const context = await launch({ webgpu: false });
   try {
     const { page, problems } = await open(context, server.url);
@@ -236,10 +236,13 @@ test('a 100-prompt dataset warns before a long CPU run; a dataset\'s head opens 
     assert.equal(await page.locator('#backend').textContent(), 'Running on the CPU (burn flex, pure Rust)');
     assert.match(await page.locator('#model-status').textContent(), /\(shipped with the app\)/);
 
-    // The CPU warning counts the generated prompts: 100 of them, each position and head.
+    // The CPU warning counts the generated prompts: 1,000 of them, each position and head, read
+    // by KL divergence (the whole distribution): about a minute on this model's CPU fallback.
     await page.locator('#dataset-task').selectOption('ioi');
-    await page.locator('#dataset-n').fill('100');
+    await page.locator('#dataset-n').fill('1000');
     await page.locator('#positions').selectOption('each');
+    const metric = await page.locator('#metric').inputValue();
+    await page.locator('#metric').selectOption('kl');
     // With several prompts the editor offers how they are combined, and every IOI template.
     assert.equal(await page.locator('#normalize-row').isVisible(), true);
     assert.equal(await page.locator('#dataset-template').inputValue(), '0');
@@ -248,11 +251,17 @@ test('a 100-prompt dataset warns before a long CPU run; a dataset\'s head opens 
     await page.locator('#run-experiment').click();
     await page.waitForSelector('#cpu-confirm:not([hidden])');
     const size = await page.evaluate(() => window.patchbay.size);
-    assert.equal(size.prompts, 100);
+    assert.equal(size.prompts, 1000);
     assert.ok(size.slow_on_cpu && size.cpu_seconds > size.warning_seconds, JSON.stringify(size));
-    assert.match(await page.locator('#cpu-confirm-text').textContent(), /patches on each of 100 prompts .* on the CPU/);
+    assert.ok(size.cpu_seconds < 200, 'the work the sweep plans, not every patch as a full pass (8 min)');
+    assert.match(await page.locator('#cpu-confirm-text').textContent(), /patches on each of 1,000 prompts .* on the CPU: about [\d.]+ (s|min) on one worker/);
     assert.equal(await page.evaluate(() => window.patchbay.started), started, 'it asks first');
     await screenshot(page, 'step6-cpu-warning');
+    // With the logit difference (two logits per row) and 100 prompts it is a second or so,
+    // and runs without asking.
+    await page.locator('#metric').selectOption(metric);
+    await page.locator('#dataset-n').fill('100');
+    assert.equal((await page.evaluate((spec) => window.patchbayPool.call('size', { spec }), await page.evaluate(() => window.patchbayApi.editor()))).slow_on_cpu, false);
 
     // A small dataset runs; clicking one of its heads opens the head's attention patterns.
     await page.locator('#dataset-n').fill('4');
