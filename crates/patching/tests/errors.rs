@@ -8,20 +8,7 @@ use patchbay_patching::{ExperimentSpec, PatchingError, Progress, RunOptions, run
 use serde_json::{Value, json};
 
 fn base() -> Value {
-    json!({
-        "version": 1,
-        "model": {"local": "tests/fixtures/models/tiny"},
-        "prompts": [{
-            "clean": "When Mary and John went to the store, John gave a drink to",
-            "corrupted": "When Mary and John went to the store, Mary gave a drink to",
-            "answer": " Mary",
-            "counter_answer": " John"
-        }],
-        "corruption": {"method": "str"},
-        "metric": {"kind": "logit_diff", "normalized": true},
-        "direction": "denoising",
-        "target": {"component": "resid_pre", "positions": "each"}
-    })
+    ioi_spec()
 }
 
 fn error_of(spec: Value) -> String {

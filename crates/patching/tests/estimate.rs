@@ -11,21 +11,13 @@ use patchbay_patching::prepare::CPU_FLOPS_PER_SECOND;
 use patchbay_patching::{ExperimentSpec, prepare};
 use serde_json::{Value, json};
 
-/// IOI on the tiny fixture: 15 tokens with BOS, S2 (position 10) corrupted by STR.
+/// The IOI spec on the tiny fixture (S2, position 10, corrupted), read by `metric`, resid_pre at
+/// `positions`.
 fn spec(metric: &str, positions: Value) -> Value {
-    json!({
-        "version": 1,
-        "model": {"local": "tests/fixtures/models/tiny"},
-        "prompts": [{
-            "clean": "When Mary and John went to the store, John gave a drink to",
-            "corrupted": "When Mary and John went to the store, Mary gave a drink to",
-            "answer": " Mary",
-            "counter_answer": " John"
-        }],
-        "corruption": {"method": "str"},
-        "metric": {"kind": metric, "normalized": false},
-        "target": {"component": "resid_pre", "positions": positions}
-    })
+    let mut spec = ioi_spec();
+    spec["metric"] = json!({"kind": metric, "normalized": false});
+    spec["target"]["positions"] = positions;
+    spec
 }
 
 /// The estimated CPU seconds of `spec`, and the bound's: as if every patch were a full pass.

@@ -8,9 +8,28 @@ use patchbay_model::backend::Backend;
 use patchbay_model::{Gpt2, Gpt2Tokenizer, load_gpt2_dir};
 use patchbay_patching::{ExperimentSpec, Progress, Results, RunOptions, run_experiment};
 use safetensors::SafeTensors;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const TOL: f64 = 1e-4;
+
+/// IOI on the tiny fixture (15 tokens with BOS, S2 at position 10 corrupted by STR): normalized
+/// logit difference, resid_pre at each position.
+pub fn ioi_spec() -> Value {
+    json!({
+        "version": 1,
+        "model": {"local": "tests/fixtures/models/tiny"},
+        "prompts": [{
+            "clean": "When Mary and John went to the store, John gave a drink to",
+            "corrupted": "When Mary and John went to the store, Mary gave a drink to",
+            "answer": " Mary",
+            "counter_answer": " John"
+        }],
+        "corruption": {"method": "str"},
+        "metric": {"kind": "logit_diff", "normalized": true},
+        "direction": "denoising",
+        "target": {"component": "resid_pre", "positions": "each"}
+    })
+}
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
