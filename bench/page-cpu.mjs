@@ -8,8 +8,9 @@
 // In headless Chromium without WebGPU it times, inside the page: loading the model through the URL
 // source (same origin, so no Cache Storage copy); a forward pass (the Predict button: the 15-token
 // IOI prompt with BOS, last-position logits, top 10); and the IOI resid_pre sweep (the IOI preset,
-// S2 corrupted by STR, normalized logit difference, resid_pre at each position, confirmed past the
-// "slow on the CPU" question; until its heatmap is shown). The native figures are the release
+// S2 corrupted by STR, normalized logit difference, resid_pre at each position, started with "Run
+// anyway", which skips the "slow on the CPU" question wherever it would ask; until its heatmap is
+// shown). The native figures are the release
 // CLI's: load and sweep from `patchbay run --timings` (the sweep without load), the forward from
 // `patchbay bench-forward` (median of 20), at 1 thread (the page's wasm has none) and 2. Memory: the renderer's peak resident set (VmHWM, the worker runs in it) and the
 // worker's wasm memory after the load, against the weights file's size. The page runs twice: with
