@@ -22,7 +22,7 @@ use patchbay_patching::tasks::induction::induction;
 use patchbay_patching::tasks::ioi::{IOI_TEMPLATES, IoiCorruption, IoiOptions, IoiPrompt, ioi, ioi_prompts};
 use patchbay_patching::{
     Corruption, Direction, ExperimentSpec, GaussianNoise, MetricKind, MetricSpec, ModelSource, PromptPair,
-    RunOptions, SPEC_VERSION, Target, run_experiment,
+    SPEC_VERSION, Target, run_experiment,
 };
 use serde_json::{Value, json};
 
@@ -237,6 +237,8 @@ pub fn measure(model: &Gpt2, tokenizer: &Gpt2Tokenizer) -> Result<Report, String
     Ok(Report { held_out, circuit })
 }
 
+/// Runs `spec` as `patchbay run` does on the CPU (two batches of a sweep at once: the same
+/// numbers, bit for bit).
 fn run(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
@@ -246,7 +248,7 @@ fn run(
         model,
         tokenizer,
         spec,
-        &RunOptions::default(),
+        &crate::run_options(&patchbay_model::backend::cpu()),
         &mut |_: &patchbay_patching::Progress| true,
     ))
     .map_err(err)
