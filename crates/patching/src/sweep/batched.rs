@@ -139,7 +139,7 @@ impl<'a> Sweep<'a> {
                         None => readings[i] = Some(runs.base_readings(direction).to_vec()),
                     }
                 }
-                plan(starts, budget, rows, len)
+                plan(starts, budget, rows, len, model.config.n_layer)
             }
         };
         let no_ops = readings.iter().filter(|r| r.is_some()).count();
@@ -333,9 +333,15 @@ pub const PARTS: usize = 2;
 
 /// Cuts the patches `starts` (`(offset, layer, patch)`) into batches: in order of offset, as many
 /// as `budget` allows in each, so that a batch recomputes few positions its patches do not edit;
-/// then, where that makes fewer than [`PARTS`] batches, each is dealt out into equal parts, which
-/// have the same offset and the same mix of layers and so cost the same.
-fn plan(mut starts: Vec<(usize, usize, usize)>, budget: Budget, rows: usize, len: usize) -> Vec<Batch> {
+/// then, where that makes fewer than [`PARTS`] batches, each is cut into parts of about equal cost
+/// (see [`cut`]).
+fn plan(
+    mut starts: Vec<(usize, usize, usize)>,
+    budget: Budget,
+    rows: usize,
+    len: usize,
+    n_layer: usize,
+) -> Vec<Batch> {
     starts.sort();
     let mut groups: Vec<Vec<(usize, usize, usize)>> = Vec::new();
     for start in starts {
@@ -355,16 +361,41 @@ fn plan(mut starts: Vec<(usize, usize, usize)>, budget: Budget, rows: usize, len
     };
     groups
         .into_iter()
-        .flat_map(|group| {
-            let hands = deal.min(group.len());
-            let mut dealt: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); hands];
-            for (k, start) in group.into_iter().enumerate() {
-                dealt[k % hands].push(start);
-            }
-            dealt
-        })
+        .flat_map(|group| cut(&group, deal, len, n_layer))
         .map(Batch::of)
         .collect()
+}
+
+/// Cuts `starts` (in order of offset) into `hands` runs of consecutive patches whose costs are as
+/// even as can be: a part recomputes the positions from its first patch's offset, so parts of
+/// late offsets cost less than their patches' share of the whole, and the sweep less than it would
+/// cost dealt out patch by patch (every part then from the earliest offset).
+fn cut(
+    starts: &[(usize, usize, usize)],
+    hands: usize,
+    len: usize,
+    n_layer: usize,
+) -> Vec<Vec<(usize, usize, usize)>> {
+    if hands <= 1 || starts.len() <= 1 {
+        return vec![starts.to_vec()];
+    }
+    let (left_hands, right_hands) = (hands / 2, hands - hands / 2);
+    // Row-layers of the patches before each point.
+    let mut before = vec![0usize];
+    for &(_, layer, _) in starts {
+        before.push(before.last().unwrap() + (n_layer - layer));
+    }
+    let cost = |from: usize, to: usize| (before[to] - before[from]) * (len - starts[from].0);
+    // The cut whose heavier side, per hand, costs least (compared without dividing).
+    let at = (1..starts.len())
+        .min_by_key(|&k| {
+            let (left, right) = (cost(0, k) * right_hands, cost(k, starts.len()) * left_hands);
+            (left.max(right), k)
+        })
+        .expect("two patches or more");
+    let mut parts = cut(&starts[..at], left_hands, len, n_layer);
+    parts.extend(cut(&starts[at..], right_hands, len, n_layer));
+    parts
 }
 
 /// What a batched sweep computes, planned as [`Sweep::new`] plans it, without running it.
@@ -405,7 +436,7 @@ pub fn work(
         })
         .collect();
     let readouts = starts.len() * rows;
-    let batches = plan(starts, budget, rows, len);
+    let batches = plan(starts, budget, rows, len, n_layer);
     Work {
         block_positions: batches.iter().map(|b| b.cost(rows, len, n_layer)).sum(),
         passes: batches.len(),
