@@ -361,7 +361,9 @@ test('cancel mid-sweep leaves a page that runs again; hover, click and keyboard 
     await page.locator('#run-experiment').click();
     // The core estimates this sweep at over 20 s on the CPU, so the page asks first.
     await page.locator('#run-anyway').click();
-    await page.waitForFunction(() => /patches/.test(document.querySelector('#run-status').textContent));
+    // Its clean and corrupted runs of 1,000 prompts come first: on a busy 2-core machine they
+    // have taken over 30 s before the first patch.
+    await page.waitForFunction(() => /patches/.test(document.querySelector('#run-status').textContent), null, { timeout: 120_000 });
     await page.locator('#cancel').click();
     await page.waitForFunction(() => document.querySelector('#run-status').textContent === 'Cancelled.');
     assert.equal(await page.locator('#run-experiment').isEnabled(), true);
