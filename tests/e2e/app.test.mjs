@@ -361,8 +361,8 @@ test('cancel mid-sweep leaves a page that runs again; hover, click and keyboard 
     await page.locator('#run-experiment').click();
     // The core estimates this sweep at over 20 s on the CPU, so the page asks first.
     await page.locator('#run-anyway').click();
-    // Its clean and corrupted runs of 1,000 prompts come first: on a busy 2-core machine they
-    // have taken over 30 s before the first patch.
+    // 1,000 prompts are prepared and run clean and corrupted before the first patch: on a cold
+    // 2-core machine its status showed no patch within 30 s.
     await page.waitForFunction(() => /patches/.test(document.querySelector('#run-status').textContent), null, { timeout: 120_000 });
     await page.locator('#cancel').click();
     await page.waitForFunction(() => document.querySelector('#run-status').textContent === 'Cancelled.');
