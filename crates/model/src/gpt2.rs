@@ -38,6 +38,56 @@ pub struct Prefix {
     pub kv: Vec<Option<(Tensor<4>, Tensor<4>)>>,
 }
 
+/// Where rows enter a stacked forward pass ([`Gpt2::forward_stacked`]): before block `layer`, at
+/// `blocks.{layer}.hook_resid_pre`, or after its attention, at `blocks.{layer}.hook_resid_mid`.
+/// Rows that enter after the attention skip it: an edit of the attention's output (a head's
+/// `hook_z`, or `hook_attn_out`) leaves everything before it as in the run the rows come from,
+/// so such rows can start from their edited residual stream there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub layer: usize,
+    /// At `hook_resid_mid` rather than `hook_resid_pre`.
+    pub after_attention: bool,
+}
+
+impl Entry {
+    /// At `blocks.{layer}.hook_resid_pre`.
+    pub fn resid_pre(layer: usize) -> Self {
+        Entry {
+            layer,
+            after_attention: false,
+        }
+    }
+
+    /// At `blocks.{layer}.hook_resid_mid`.
+    pub fn resid_mid(layer: usize) -> Self {
+        Entry {
+            layer,
+            after_attention: true,
+        }
+    }
+
+    /// The hook the rows enter at.
+    pub fn hook(self) -> HookPoint {
+        if self.after_attention {
+            HookPoint::ResidMid(self.layer)
+        } else {
+            HookPoint::ResidPre(self.layer)
+        }
+    }
+
+    /// Whether rows entering here pass `hook`: the hooks from this point of the block on, and
+    /// the final LayerNorm's.
+    pub fn reaches(self, hook: HookPoint) -> bool {
+        use HookPoint::*;
+        let after_attention = matches!(hook, ResidMid(_) | MlpPost(_) | MlpOut(_) | ResidPost(_));
+        match hook.layer() {
+            Some(layer) => (layer, after_attention) >= (self.layer, self.after_attention),
+            None => hook == LnFinal,
+        }
+    }
+}
+
 /// The token embedding, split by vocabulary rows so that no single buffer exceeds the
 /// device's largest storage binding (WebGPU guarantees only 128 MiB; GPT-2 small's is 154 MB).
 /// The same chunks serve as the tied unembedding.
@@ -159,7 +209,14 @@ impl Attention {
         let pattern = hooks.per_head(HookPoint::Pattern(layer), pattern)?;
         let z = pattern.matmul(v.swap_dims(1, 2)).swap_dims(1, 2);
         let z = hooks.per_head(HookPoint::Z(layer), z)?;
-        Ok(self.c_proj.forward(z.reshape([batch, len, d_model])))
+        Ok(self.project(z))
+    }
+
+    /// The attention's output (`hook_attn_out`, before its hook) of the heads' outputs `z`,
+    /// `[batch, pos, head, d_head]`: their concatenation through the output projection.
+    pub fn project(&self, z: Tensor<4>) -> Tensor<3> {
+        let [batch, len, n_head, d_head] = z.dims();
+        self.c_proj.forward(z.reshape([batch, len, n_head * d_head]))
     }
 }
 
@@ -215,10 +272,11 @@ fn after_qkv(layer: usize) -> [HookPoint; 7] {
 }
 
 impl Block {
-    /// With `last_only`, the block computes keys and values at every position but everything
-    /// after them at the last position only, returning `[batch, 1, d_model]`: all that the logits
-    /// of the last position need from the final block.
-    fn forward(
+    /// The first half of the block: its residual stream after the attention (`hook_resid_mid`,
+    /// before its hook). With `last_only`, the block computes keys and values at every position
+    /// but everything after them at the last position only, returning `[batch, 1, d_model]`: all
+    /// that the logits of the last position need from the final block.
+    fn attend(
         &self,
         layer: usize,
         resid_pre: Tensor<3>,
@@ -242,7 +300,17 @@ impl Block {
             resid_pre
         };
         let attn_out = hooks.stream(HookPoint::AttnOut(layer), attn_out)?;
-        let resid_mid = hooks.stream(HookPoint::ResidMid(layer), resid_pre + attn_out)?;
+        Ok(resid_pre + attn_out)
+    }
+
+    /// The second half: from `hook_resid_mid` through the MLP to `hook_resid_post`.
+    fn feed_forward(
+        &self,
+        layer: usize,
+        resid_mid: Tensor<3>,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor<3>, ModelError> {
+        let resid_mid = hooks.stream(HookPoint::ResidMid(layer), resid_mid)?;
         let mlp_out = self
             .mlp
             .forward(layer, self.ln_2.forward(resid_mid.clone()), hooks)?;
@@ -383,87 +451,124 @@ impl Gpt2 {
         hooks: &mut Hooks,
         logits_at: LogitsAt<'_>,
     ) -> Result<Tensor<3>, ModelError> {
-        self.forward_stacked(vec![(layer, resid)], prefix, hooks, logits_at)
+        self.forward_stacked(vec![(Entry::resid_pre(layer), resid)], prefix, hooks, logits_at)
     }
 
-    /// A forward pass whose batch grows as it goes: each entry `(layer, resid)` adds its rows at
-    /// `blocks.{layer}.hook_resid_pre`, after the rows already in the pass, so a row keeps its
-    /// index from the layer it enters at. Entries come in increasing order of layer and have the
-    /// same positions. Patches that start at different layers thus share one pass, and each
-    /// block's matrix products see every row that has reached it.
+    /// The prefix's keys and values at layer `layer`, checked against its length.
+    fn prefix_at<'p>(
+        &self,
+        prefix: &'p Prefix,
+        layer: usize,
+    ) -> Result<&'p (Tensor<4>, Tensor<4>), ModelError> {
+        let kv =
+            prefix.kv.get(layer).and_then(Option::as_ref).ok_or_else(|| {
+                ModelError::Backend(format!("prefix has no keys and values for layer {layer}"))
+            })?;
+        let offset = prefix.len;
+        if kv.0.dims()[1] != offset || kv.1.dims()[1] != offset {
+            return Err(ModelError::Backend(format!(
+                "prefix of {offset} positions holds keys of {} and values of {} positions at layer {layer}",
+                kv.0.dims()[1],
+                kv.1.dims()[1]
+            )));
+        }
+        Ok(kv)
+    }
+
+    /// A forward pass whose batch grows as it goes: each entry `(at, resid)` adds its rows at
+    /// `at` ([`Entry`]: a block's `hook_resid_pre`, or its `hook_resid_mid`), after the rows
+    /// already in the pass, so a row keeps its index from the point it enters at. Entries come
+    /// in increasing order and have the same positions. Patches that start at different layers
+    /// thus share one pass, and each block's matrix products see every row that has reached it.
     ///
-    /// A hook at layer `l` sees the rows of the entries up to `l`; an intervention there must be
-    /// built for that many rows, and the prefix's keys and values at `l` have 1 row or that many.
-    /// With a `prefix`, the entries hold positions `prefix.len..` only, as in
-    /// [`forward_from`](Self::forward_from).
+    /// A hook sees the rows of the entries that reach it ([`Entry::reaches`]); an intervention
+    /// there must be built for that many rows, and the prefix's keys and values at layer `l`
+    /// have 1 row or as many as the entries up to `blocks.{l}.hook_resid_pre`, the rows that
+    /// run block `l`'s attention. With a `prefix`, the entries hold positions `prefix.len..`
+    /// only, as in [`forward_from`](Self::forward_from).
     pub fn forward_stacked(
         &self,
-        entries: Vec<(usize, Tensor<3>)>,
+        entries: Vec<(Entry, Tensor<3>)>,
         prefix: Option<&Prefix>,
         hooks: &mut Hooks,
         logits_at: LogitsAt<'_>,
     ) -> Result<Tensor<3>, ModelError> {
         let n_layer = self.config.n_layer;
-        let mut entries = entries.into_iter().peekable();
-        let Some((layer, resid)) = entries.next() else {
+        let Some((first, first_rows)) = entries.first() else {
             return Err(ModelError::Backend(
                 "a forward pass needs at least one row".into(),
             ));
         };
-        if layer >= n_layer {
-            return Err(ModelError::LayerOutOfRange { layer, n_layer });
-        }
+        let first = first.layer;
         let offset = prefix.map_or(0, |p| p.len);
-        let [_, len, d_model] = resid.dims();
+        let [_, len, d_model] = first_rows.dims();
         if offset + len > self.config.n_positions {
             return Err(ModelError::ContextOverflow {
                 tokens: offset + len,
                 n_ctx: self.config.n_positions,
             });
         }
-        hooks.set_offset(offset);
-        let future = causal_mask(len, offset, &resid.device());
-        let mut resid = resid;
-        let mut last_entry = layer;
-        for (l, block) in self.blocks.iter().enumerate().skip(layer) {
-            while let Some((at, rows)) = entries.next_if(|(at, _)| *at <= l) {
-                let [_, rows_len, rows_d] = rows.dims();
-                if at <= last_entry || rows_len != len || rows_d != d_model {
-                    return Err(ModelError::Backend(format!(
-                        "rows entering at layer {at} with {rows_len} positions of width {rows_d} do not \
-                         follow rows of layer {last_entry} with {len} of width {d_model}"
-                    )));
-                }
-                last_entry = at;
-                resid = Tensor::cat(vec![resid, rows], 0);
+        let mut previous: Option<Entry> = None;
+        for (at, rows) in &entries {
+            if at.layer >= n_layer {
+                return Err(ModelError::LayerOutOfRange {
+                    layer: at.layer,
+                    n_layer,
+                });
             }
-            let past = match prefix {
-                Some(p) => {
-                    let kv = p.kv.get(l).and_then(Option::as_ref).ok_or_else(|| {
-                        ModelError::Backend(format!("prefix has no keys and values for layer {l}"))
-                    })?;
-                    if kv.0.dims()[1] != offset || kv.1.dims()[1] != offset {
-                        return Err(ModelError::Backend(format!(
-                            "prefix of {offset} positions holds keys of {} and values of {} positions at layer {l}",
-                            kv.0.dims()[1],
-                            kv.1.dims()[1]
-                        )));
-                    }
-                    Some(kv)
-                }
-                None => None,
-            };
-            resid = hooks.stream(HookPoint::ResidPre(l), resid)?;
+            let [_, rows_len, rows_d] = rows.dims();
+            if previous.is_some_and(|p| *at <= p) || rows_len != len || rows_d != d_model {
+                return Err(ModelError::Backend(format!(
+                    "rows entering at {} with {rows_len} positions of width {rows_d} do not follow \
+                     the rows before them ({len} positions of width {d_model}, entering earlier)",
+                    at.hook()
+                )));
+            }
+            previous = Some(*at);
+        }
+        hooks.set_offset(offset);
+        let future = causal_mask(len, offset, &first_rows.device());
+        let mut entries = entries.into_iter().peekable();
+        let join = |rows: Option<Tensor<3>>, more: Tensor<3>| match rows {
+            Some(rows) => Tensor::cat(vec![rows, more], 0),
+            None => more,
+        };
+        let mut resid: Option<Tensor<3>> = None;
+        for (l, block) in self.blocks.iter().enumerate().skip(first) {
+            while let Some((_, rows)) = entries.next_if(|(at, _)| *at == Entry::resid_pre(l)) {
+                resid = Some(join(resid, rows));
+            }
             // The final block's other positions feed nothing but logits the caller does not want.
             let last_only = l + 1 == n_layer
                 && logits_at != LogitsAt::All
                 && len > 1
                 && !after_qkv(l).into_iter().any(|h| hooks.involves(h));
-            resid = block.forward(l, resid, past, &future, hooks, last_only)?;
+            // Rows that have entered by now run the attention; rows entering after it join them.
+            let mut mid = match resid.take() {
+                Some(rows) => {
+                    let past = match prefix {
+                        Some(p) => Some(self.prefix_at(p, l)?),
+                        None => None,
+                    };
+                    let rows = hooks.stream(HookPoint::ResidPre(l), rows)?;
+                    Some(block.attend(l, rows, past, &future, hooks, last_only)?)
+                }
+                None => None,
+            };
+            while let Some((_, rows)) = entries.next_if(|(at, _)| *at == Entry::resid_mid(l)) {
+                let rows = if last_only {
+                    rows.narrow(1, len - 1, 1)
+                } else {
+                    rows
+                };
+                mid = Some(join(mid, rows));
+            }
+            let mid = mid.ok_or_else(|| ModelError::Backend(format!("no rows reach block {l}")))?;
+            resid = Some(block.feed_forward(l, mid, hooks)?);
         }
-        if let Some((at, _)) = entries.next() {
-            return Err(ModelError::LayerOutOfRange { layer: at, n_layer });
-        }
+        let Some(mut resid) = resid else {
+            return Err(ModelError::Backend("no rows reach the last block".into()));
+        };
         let [batch, computed, _] = resid.dims();
         if logits_at != LogitsAt::All && computed > 1 {
             resid = resid.narrow(1, computed - 1, 1);

@@ -175,7 +175,7 @@ impl Intervention {
     }
 
     /// Applies the edit to the activation of a batch whose computed positions start at `offset`.
-    fn apply(&self, x: Activation, offset: usize) -> Result<Activation, ModelError> {
+    pub fn apply(&self, x: Activation, offset: usize) -> Result<Activation, ModelError> {
         let fail = |reason: String| ModelError::Intervention {
             hook: self.hook.to_string(),
             reason,

@@ -42,7 +42,7 @@ pub use config::{
 pub use error::ModelError;
 pub use family::{GPT2_FAMILY, HubModel};
 pub use footprint::LoadFootprint;
-pub use gpt2::{Attention, Block, Gpt2, LogitsAt, Mlp, Prefix, SplitEmbedding, gelu_new};
+pub use gpt2::{Attention, Block, Entry, Gpt2, LogitsAt, Mlp, Prefix, SplitEmbedding, gelu_new};
 pub use hook::{HookLayout, HookPoint};
 pub use intervention::{EditOp, Hooks, Intervention, Selection};
 pub use loader::{

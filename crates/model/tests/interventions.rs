@@ -8,8 +8,8 @@ use common::*;
 use patchbay_model::backend;
 use patchbay_model::burn::prelude::*;
 use patchbay_model::{
-    Activation, ActivationCache, EditOp, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, Intervention, LogitsAt,
-    ModelError, Prefix, Selection, load_gpt2_dir,
+    Activation, ActivationCache, EditOp, Entry, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, Intervention,
+    LogitsAt, ModelError, Prefix, Selection, load_gpt2_dir,
 };
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
@@ -181,7 +181,11 @@ fn rows_entering_at_their_layers_equal_a_pass_from_each() {
     ];
     let logits = model
         .forward_stacked(
-            vec![(0, resid(0, 1)), (1, resid(1, 2)), (2, resid(2, 1))],
+            vec![
+                (Entry::resid_pre(0), resid(0, 1)),
+                (Entry::resid_pre(1), resid(1, 2)),
+                (Entry::resid_pre(2), resid(2, 1)),
+            ],
             Some(&prefix),
             &mut Hooks::none().with_interventions(&stacked),
             LogitsAt::Last,
@@ -217,15 +221,109 @@ fn rows_entering_at_their_layers_equal_a_pass_from_each() {
     assert!(max_abs_diff(&stacked[1], &stacked[2]) > 1e-3);
 
     for entries in [
-        vec![(1, resid(1, 1)), (0, resid(0, 1))],
-        vec![(1, resid(1, 1)), (1, resid(1, 1))],
-        vec![(0, resid(0, 1)), (n_layer, resid(0, 1))],
-        vec![(0, resid(0, 1)), (1, resid(1, 1).narrow(1, 1, len - offset - 1))],
+        vec![
+            (Entry::resid_pre(1), resid(1, 1)),
+            (Entry::resid_pre(0), resid(0, 1)),
+        ],
+        vec![
+            (Entry::resid_mid(1), resid(1, 1)),
+            (Entry::resid_pre(1), resid(1, 1)),
+        ],
+        vec![
+            (Entry::resid_pre(1), resid(1, 1)),
+            (Entry::resid_pre(1), resid(1, 1)),
+        ],
+        vec![
+            (Entry::resid_pre(0), resid(0, 1)),
+            (Entry::resid_pre(n_layer), resid(0, 1)),
+        ],
+        vec![
+            (Entry::resid_pre(0), resid(0, 1)),
+            (Entry::resid_pre(1), resid(1, 1).narrow(1, 1, len - offset - 1)),
+        ],
         vec![],
     ] {
         let result = model.forward_stacked(entries, Some(&prefix), &mut Hooks::none(), LogitsAt::Last);
         assert!(result.is_err());
     }
+}
+
+/// Rows that enter after a block's attention, at `hook_resid_mid`, with that attention's output
+/// already edited, equal a pass from the block's `hook_resid_pre` that makes the edit at
+/// `hook_z`; they join rows that ran the attention, the final block's included (which computes
+/// its last position only).
+#[test]
+fn rows_entering_after_attention_equal_a_pass_that_edits_it() {
+    let (model, clean, corrupt) = setup();
+    let (clean_cache, _) = run_cached(&model, &clean);
+    let (corrupt_cache, corrupt_logits) = run_cached(&model, &corrupt);
+    let n_layer = model.config.n_layer;
+    assert!(n_layer >= 3, "the test needs three layers");
+    let offset = 7;
+    let len = corrupt.len();
+    let prefix = Prefix {
+        len: offset,
+        kv: (0..n_layer)
+            .map(|l| {
+                let cut = |hook| corrupt_cache.per_head(hook).unwrap().narrow(1, 0, offset);
+                Some((cut(HookPoint::K(l)), cut(HookPoint::V(l))))
+            })
+            .collect(),
+    };
+    let after = |hook: HookPoint| {
+        corrupt_cache
+            .stream(hook)
+            .unwrap()
+            .narrow(1, offset, len - offset)
+    };
+    let z_patch = Intervention::new(
+        HookPoint::Z(1),
+        EditOp::Replace,
+        clean_cache.get(HookPoint::Z(1)).unwrap().clone(),
+        &[Some(z_selection())],
+    )
+    .unwrap();
+    let z = corrupt_cache
+        .per_head(HookPoint::Z(1))
+        .unwrap()
+        .narrow(1, offset, len - offset);
+    let z = z_patch
+        .apply(Activation::PerHead(z), offset)
+        .unwrap()
+        .per_head(HookPoint::Z(1))
+        .unwrap();
+    let edited_mid = after(HookPoint::ResidPre(1)) + model.blocks[1].attn.project(z);
+    let last = n_layer - 1;
+    let logits = model
+        .forward_stacked(
+            vec![
+                (Entry::resid_pre(0), after(HookPoint::ResidPre(0))),
+                (Entry::resid_mid(1), edited_mid),
+                (Entry::resid_mid(last), after(HookPoint::ResidMid(last))),
+            ],
+            Some(&prefix),
+            &mut Hooks::none(),
+            LogitsAt::Last,
+        )
+        .unwrap();
+    let stacked = last_logits(logits);
+    assert_eq!(stacked.len(), 3);
+    let patched = model
+        .forward_from(
+            1,
+            after(HookPoint::ResidPre(1)),
+            Some(&prefix),
+            &mut Hooks::none().with_interventions(std::slice::from_ref(&z_patch)),
+            LogitsAt::Last,
+        )
+        .unwrap();
+    let patched = last_logits(patched).remove(0);
+    for (row, want) in [(0, &corrupt_logits), (1, &patched), (2, &corrupt_logits)] {
+        let err = max_abs_diff(&stacked[row], want);
+        assert!(err <= 1e-5, "row {row}: {err:e}");
+    }
+    // The edit changed something.
+    assert!(max_abs_diff(&patched, &corrupt_logits) > 1e-3);
 }
 
 /// A batch of variants, each patching a different (hook, position, head) from the clean run

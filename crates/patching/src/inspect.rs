@@ -3,7 +3,7 @@
 //! averaged).
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt, read_f32};
+use patchbay_model::{Entry, Gpt2, Gpt2Tokenizer, HookPoint, Hooks, LogitsAt, read_f32};
 use serde::Serialize;
 
 use crate::corruption::gn;
@@ -85,7 +85,12 @@ pub async fn head_patterns(
     let base = runs.base(spec.direction);
     let rows = runs.rows();
     let mut edits = gn::intervention(base.noise.clone(), rows)?;
-    edits.extend(interventions(runs.source(spec.direction), &[patch], &[0], rows)?);
+    edits.extend(interventions(
+        runs.source(spec.direction),
+        &[patch],
+        &[Entry::resid_pre(0)],
+        rows,
+    )?);
     let mut cache = patchbay_model::ActivationCache::new([HookPoint::Pattern(layer)]);
     model.forward(
         &base.tokens,

@@ -7,6 +7,9 @@
 //!   patch's rows enter the pass at the layer it starts at, from the base run's cached residual
 //!   stream ([`Gpt2::forward_stacked`]), so each block's matrix products see every row that has
 //!   reached it, and a sweep costs a few passes rather than one per layer;
+//! - a patch of a layer's attention output (a head's `hook_z`, or `hook_attn_out`) enters after
+//!   that attention, at `hook_resid_mid`, with its edit already made: the attention itself is
+//!   the base run's, so its rows do not run it;
 //! - positions before the earliest position a batch edits are not recomputed: causal attention
 //!   leaves them as in the base run, whose cached keys and values stand in for them;
 //! - a patch that only touches positions before the first position where the clean and
@@ -22,7 +25,7 @@
 use std::collections::BTreeMap;
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, Prefix, Selection};
+use patchbay_model::{Activation, EditOp, Entry, Gpt2, HookPoint, Hooks, Intervention, Prefix, Selection};
 
 use crate::corruption::gn;
 use crate::metric::Reading;
@@ -59,30 +62,30 @@ pub enum Strategy {
     Naive,
 }
 
-/// Patches run as one pass: `patches[k]` enters it at layer `layers[k]` (in increasing order),
-/// and the pass recomputes positions from `offset`.
+/// Patches run as one pass: `patches[k]` enters it at `entries[k]` (in increasing order), and
+/// the pass recomputes positions from `offset`.
 #[derive(Clone, Debug)]
 struct Batch {
     offset: usize,
     patches: Vec<usize>,
-    layers: Vec<usize>,
+    entries: Vec<Entry>,
 }
 
 impl Batch {
     /// Its cost: positions computed through a block, over its rows (each from the layer its
     /// patch enters at, at every position from the batch's offset).
     fn cost(&self, rows: usize, len: usize, n_layer: usize) -> usize {
-        let row_layers: usize = self.layers.iter().map(|&l| n_layer - l).sum();
+        let row_layers: usize = self.entries.iter().map(|e| n_layer - e.layer).sum();
         row_layers * rows * (len - self.offset)
     }
 
-    /// A batch of the patches `starts` (`(offset, layer, patch)`), ordered by layer.
-    fn of(mut starts: Vec<(usize, usize, usize)>) -> Batch {
+    /// A batch of the patches `starts` (`(offset, entry, patch)`), ordered by where they enter.
+    fn of(mut starts: Vec<(usize, Entry, usize)>) -> Batch {
         let offset = starts.iter().map(|s| s.0).min().expect("a batch has a patch");
-        starts.sort_by_key(|&(offset, layer, i)| (layer, offset, i));
+        starts.sort_by_key(|&(offset, entry, i)| (entry, offset, i));
         Batch {
             offset,
-            layers: starts.iter().map(|s| s.1).collect(),
+            entries: starts.iter().map(|s| s.1).collect(),
             patches: starts.iter().map(|s| s.2).collect(),
         }
     }
@@ -127,15 +130,15 @@ impl<'a> Sweep<'a> {
                 .map(|i| Batch {
                     offset: 0,
                     patches: vec![i],
-                    layers: vec![0],
+                    entries: vec![Entry::resid_pre(0)],
                 })
                 .collect(),
             Strategy::Batched => {
                 // Drop the positions where the two runs agree; a patch left with none is a no-op.
-                let mut starts: Vec<(usize, usize, usize)> = Vec::new();
+                let mut starts: Vec<(usize, Entry, usize)> = Vec::new();
                 for (i, patch) in patches.iter_mut().enumerate() {
                     match effective(patch, runs.first_diff, len) {
-                        Some((layer, offset)) => starts.push((offset, layer, i)),
+                        Some((entry, offset)) => starts.push((offset, entry, i)),
                         None => readings[i] = Some(runs.base_readings(direction).to_vec()),
                     }
                 }
@@ -273,24 +276,30 @@ impl<'a> Sweep<'a> {
         Shard::complete(self.readings, self.share)
     }
 
-    /// One pass for a batch, each patch's rows entering at its layer.
+    /// One pass for a batch, each patch's rows entering where [`effective`] says.
     fn forward_batched(&self, batch: &Batch) -> Result<Tensor<2>, PatchingError> {
         let base = self.runs.base(self.direction);
         let source = self.runs.source(self.direction);
         let rows = self.runs.rows();
         let len = self.runs.len();
-        let entries = batch
-            .layers
-            .chunk_by(|a, b| a == b)
-            .map(|same| {
-                let resid = base.cache.stream(HookPoint::ResidPre(same[0]))?;
-                let resid = resid.narrow(1, batch.offset, len - batch.offset);
-                Ok((same[0], tile(resid, same.len())))
-            })
-            .collect::<Result<Vec<(usize, Tensor<3>)>, PatchingError>>()?;
-        let prefix = prefix(self.model, base, batch.offset, &batch.layers)?;
         let patches: Vec<&Patch> = batch.patches.iter().map(|&i| &self.patches[i]).collect();
-        let interventions = interventions(source, &patches, &batch.layers, rows)?;
+        let mut entries = Vec::new();
+        let mut first = 0;
+        for same in batch.entries.chunk_by(|a, b| a == b) {
+            let at = same[0];
+            let group = &patches[first..first + same.len()];
+            first += same.len();
+            let resid = base.cache.stream(HookPoint::ResidPre(at.layer))?;
+            let resid = tile(resid.narrow(1, batch.offset, len - batch.offset), same.len());
+            let resid = if at.after_attention {
+                resid + attention_out(self.model, base, source, at.layer, group, rows, batch.offset)?
+            } else {
+                resid
+            };
+            entries.push((at, resid));
+        }
+        let prefix = prefix(self.model, base, batch.offset, &batch.entries)?;
+        let interventions = interventions(source, &patches, &batch.entries, rows)?;
         let logits = self.model.forward_stacked(
             entries,
             prefix.as_ref(),
@@ -321,7 +330,7 @@ impl<'a> Sweep<'a> {
         patch: usize,
         rows: usize,
     ) -> Result<Vec<Intervention>, PatchingError> {
-        interventions(source, &[&self.patches[patch]], &[0], rows)
+        interventions(source, &[&self.patches[patch]], &[Entry::resid_pre(0)], rows)
     }
 }
 
@@ -336,14 +345,14 @@ pub const PARTS: usize = 2;
 /// then, where that makes fewer than [`PARTS`] batches, each is cut into parts of about equal cost
 /// (see [`cut`]).
 fn plan(
-    mut starts: Vec<(usize, usize, usize)>,
+    mut starts: Vec<(usize, Entry, usize)>,
     budget: Budget,
     rows: usize,
     len: usize,
     n_layer: usize,
 ) -> Vec<Batch> {
     starts.sort();
-    let mut groups: Vec<Vec<(usize, usize, usize)>> = Vec::new();
+    let mut groups: Vec<Vec<(usize, Entry, usize)>> = Vec::new();
     for start in starts {
         let fits = groups.last().is_some_and(|g| {
             let variants = g.len() + 1;
@@ -371,19 +380,19 @@ fn plan(
 /// late offsets cost less than their patches' share of the whole, and the sweep less than it would
 /// cost dealt out patch by patch (every part then from the earliest offset).
 fn cut(
-    starts: &[(usize, usize, usize)],
+    starts: &[(usize, Entry, usize)],
     hands: usize,
     len: usize,
     n_layer: usize,
-) -> Vec<Vec<(usize, usize, usize)>> {
+) -> Vec<Vec<(usize, Entry, usize)>> {
     if hands <= 1 || starts.len() <= 1 {
         return vec![starts.to_vec()];
     }
     let (left_hands, right_hands) = (hands / 2, hands - hands / 2);
     // Row-layers of the patches before each point.
     let mut before = vec![0usize];
-    for &(_, layer, _) in starts {
-        before.push(before.last().unwrap() + (n_layer - layer));
+    for &(_, entry, _) in starts {
+        before.push(before.last().unwrap() + (n_layer - entry.layer));
     }
     let cost = |from: usize, to: usize| (before[to] - before[from]) * (len - starts[from].0);
     // The cut whose heavier side, per hand, costs least (compared without dividing).
@@ -428,11 +437,11 @@ pub fn work(
     n_layer: usize,
     budget: Budget,
 ) -> Work {
-    let starts: Vec<(usize, usize, usize)> = patches
+    let starts: Vec<(usize, Entry, usize)> = patches
         .iter()
         .enumerate()
         .filter_map(|(i, patch)| {
-            effective(&mut patch.clone(), first_diff, len).map(|(layer, offset)| (offset, layer, i))
+            effective(&mut patch.clone(), first_diff, len).map(|(entry, offset)| (offset, entry, i))
         })
         .collect();
     let readouts = starts.len() * rows;
@@ -445,8 +454,11 @@ pub fn work(
 }
 
 /// Restricts a patch's edits to the positions where the runs differ (`first_diff..len`).
-/// Returns the layer and position it starts at, or `None` when nothing is left to patch.
-fn effective(patch: &mut Patch, first_diff: usize, len: usize) -> Option<(usize, usize)> {
+/// Returns where its rows enter a pass and the position it starts at, or `None` when nothing is
+/// left to patch. The rows enter at the `hook_resid_pre` of the first layer it edits, or, when
+/// it edits only that layer's attention output (`hook_z`, `hook_attn_out`), after the attention
+/// at `hook_resid_mid`: the attention's inputs, and so all it computes, are the base run's.
+fn effective(patch: &mut Patch, first_diff: usize, len: usize) -> Option<(Entry, usize)> {
     for edit in &mut patch.edits {
         let positions = edit.positions.take().unwrap_or_else(|| (0..len).collect());
         edit.positions = Some(positions.into_iter().filter(|&p| p >= first_diff).collect());
@@ -461,7 +473,50 @@ fn effective(patch: &mut Patch, first_diff: usize, len: usize) -> Option<(usize,
         .flat_map(|e| e.positions.iter().flatten())
         .min()
         .copied()?;
-    Some((layer, offset))
+    let attention_output = |hook| matches!(hook, HookPoint::Z(l) | HookPoint::AttnOut(l) if l == layer);
+    let entry = if patch.edits.iter().all(|e| attention_output(e.hook)) {
+        Entry::resid_mid(layer)
+    } else {
+        Entry::resid_pre(layer)
+    };
+    Some((entry, offset))
+}
+
+/// The attention output of block `layer` (`hook_attn_out`) for `patches` that enter a pass after
+/// it, at positions from `offset`: the base run's heads' outputs with each patch's edits of
+/// `hook_z` made, through the output projection, then its edits of `hook_attn_out`, as the
+/// block makes them. `[patches × rows, len - offset, d_model]`.
+fn attention_out(
+    model: &Gpt2,
+    base: &CachedRun,
+    source: &CachedRun,
+    layer: usize,
+    patches: &[&Patch],
+    rows: usize,
+    offset: usize,
+) -> Result<Tensor<3>, PatchingError> {
+    let variants = patches.len();
+    let edits = interventions(source, patches, &vec![Entry::resid_pre(layer); variants], rows)?;
+    let edit = |hook: HookPoint, x: Activation| -> Result<Activation, PatchingError> {
+        match edits.iter().find(|e| e.hook() == hook) {
+            Some(edit) => Ok(edit.apply(x, offset)?),
+            None => Ok(x),
+        }
+    };
+    let (z, out) = (HookPoint::Z(layer), HookPoint::AttnOut(layer));
+    let attn_out = if edits.iter().any(|e| e.hook() == z) {
+        let heads = base.cache.per_head(z)?;
+        let len = heads.dims()[1];
+        let heads = tile(heads.narrow(1, offset, len - offset), variants);
+        model.blocks[layer]
+            .attn
+            .project(edit(z, Activation::PerHead(heads))?.per_head(z)?)
+    } else {
+        let attn_out = base.cache.stream(out)?;
+        let len = attn_out.dims()[1];
+        tile(attn_out.narrow(1, offset, len - offset), variants)
+    };
+    Ok(edit(out, Activation::Stream(attn_out))?.stream(out)?)
 }
 
 /// `[rows, 1, columns]` logits as `[rows, columns]`.
@@ -485,26 +540,29 @@ fn shared<const D: usize>(t: Tensor<D>, run_rows: usize, variants: usize) -> Ten
     if run_rows == 1 { t } else { tile(t, variants) }
 }
 
-/// How many of a pass's variants, which enter it at the layers `entered` (in increasing order),
-/// a hook at `layer` sees; a hook of no layer (the final LayerNorm's) sees them all.
-fn variants_at(entered: &[usize], layer: Option<usize>) -> usize {
-    layer.map_or(entered.len(), |l| entered.partition_point(|&e| e <= l))
+/// How many of a pass's variants, which enter it at `entered` (in increasing order), `hook`
+/// sees ([`Entry::reaches`]); a hook of no layer (the final LayerNorm's) sees them all.
+fn variants_at(entered: &[Entry], hook: HookPoint) -> usize {
+    match hook.layer() {
+        Some(_) => entered.partition_point(|e| e.reaches(hook)),
+        None => entered.len(),
+    }
 }
 
 /// The base run's keys and values before `offset`, at each layer as many times as the variants
-/// that have entered the pass there (see [`variants_at`]).
+/// that run its attention (see [`variants_at`]).
 pub(crate) fn prefix(
     model: &Gpt2,
     base: &CachedRun,
     offset: usize,
-    entered: &[usize],
+    entered: &[Entry],
 ) -> Result<Option<Prefix>, PatchingError> {
     if offset == 0 {
         return Ok(None);
     }
     let kv = (0..model.config.n_layer)
         .map(|l| {
-            let variants = variants_at(entered, Some(l));
+            let variants = variants_at(entered, HookPoint::K(l));
             if variants == 0 {
                 return Ok(None);
             }
@@ -522,18 +580,22 @@ pub(crate) fn prefix(
 }
 
 /// The interventions that apply `patches` (one variant each, `rows` rows per variant, entering
-/// the pass at the layers `entered`), copying values from `source`. Each hook's intervention
-/// has a row for every variant that has entered the pass by the hook's layer.
+/// the pass at `entered`), copying values from `source`. Each hook's intervention has a row for
+/// every variant that reaches the hook. Patches that enter after an attention have their edits
+/// made in the rows they enter with ([`attention_out`]), and none here.
 pub(crate) fn interventions(
     source: &CachedRun,
     patches: &[&Patch],
-    entered: &[usize],
+    entered: &[Entry],
     rows: usize,
 ) -> Result<Vec<Intervention>, PatchingError> {
     let mut by_hook: BTreeMap<HookPoint, Vec<Option<Selection>>> = BTreeMap::new();
-    for (v, patch) in patches.iter().enumerate() {
+    for (v, (patch, entry)) in patches.iter().zip(entered).enumerate() {
+        if entry.after_attention {
+            continue;
+        }
         for edit in &patch.edits {
-            let variants = variants_at(entered, edit.hook.layer());
+            let variants = variants_at(entered, edit.hook);
             let selections = by_hook
                 .entry(edit.hook)
                 .or_insert_with(|| vec![None; variants * rows]);

@@ -8,7 +8,7 @@
 //! Workers that share the sweep ([`PathSweep::share`]) each run their own sender layers.
 
 use patchbay_model::burn::prelude::*;
-use patchbay_model::{Activation, EditOp, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Selection};
+use patchbay_model::{Activation, EditOp, Entry, Gpt2, HookPoint, Hooks, Intervention, LogitsAt, Selection};
 
 use crate::metric::Reading;
 use crate::runs::{CachedRun, PromptRuns};
@@ -190,7 +190,7 @@ impl<'a> PathSweep<'a> {
             let logits = model.forward_from(
                 layer,
                 resid(layer)?,
-                prefix(model, base, offset, &vec![layer; n_head])?.as_ref(),
+                prefix(model, base, offset, &vec![Entry::resid_pre(layer); n_head])?.as_ref(),
                 &mut Hooks::none().with_interventions(&frozen),
                 LogitsAt::Last,
             )?;
@@ -208,7 +208,7 @@ impl<'a> PathSweep<'a> {
         model.forward_from(
             layer,
             resid(layer)?,
-            prefix(model, base, offset, &vec![layer; n_head])?.as_ref(),
+            prefix(model, base, offset, &vec![Entry::resid_pre(layer); n_head])?.as_ref(),
             &mut Hooks::none().with_interventions(&frozen).with_cache(&mut step2),
             LogitsAt::Last,
         )?;
@@ -253,7 +253,7 @@ impl<'a> PathSweep<'a> {
         let logits = model.forward_from(
             first,
             resid(first)?,
-            prefix(model, base, offset, &vec![first; n_head])?.as_ref(),
+            prefix(model, base, offset, &vec![Entry::resid_pre(first); n_head])?.as_ref(),
             &mut Hooks::none().with_interventions(&patches),
             LogitsAt::Last,
         )?;
