@@ -115,6 +115,19 @@ fn forward_from_a_layer_with_a_prefix_equals_the_full_pass() {
     }
 }
 
+/// The keys and values of a cached run's first `offset` positions, at every layer.
+fn cached_prefix(cache: &ActivationCache, n_layer: usize, offset: usize) -> Prefix {
+    Prefix {
+        len: offset,
+        kv: (0..n_layer)
+            .map(|l| {
+                let cut = |hook| cache.per_head(hook).unwrap().narrow(1, 0, offset);
+                Some((cut(HookPoint::K(l)), cut(HookPoint::V(l))))
+            })
+            .collect(),
+    }
+}
+
 /// Head 1 at two positions after the prefix.
 fn z_selection() -> Selection {
     Selection {
@@ -135,15 +148,7 @@ fn rows_entering_at_their_layers_equal_a_pass_from_each() {
     assert!(n_layer >= 3, "the test needs three layers");
     let offset = 7;
     let len = corrupt.len();
-    let prefix = Prefix {
-        len: offset,
-        kv: (0..n_layer)
-            .map(|l| {
-                let cut = |hook| corrupt_cache.per_head(hook).unwrap().narrow(1, 0, offset);
-                Some((cut(HookPoint::K(l)), cut(HookPoint::V(l))))
-            })
-            .collect(),
-    };
+    let prefix = cached_prefix(&corrupt_cache, n_layer, offset);
     let resid = |l: usize, rows: usize| {
         corrupt_cache
             .stream(HookPoint::ResidPre(l))
@@ -261,15 +266,7 @@ fn rows_entering_after_attention_equal_a_pass_that_edits_it() {
     assert!(n_layer >= 3, "the test needs three layers");
     let offset = 7;
     let len = corrupt.len();
-    let prefix = Prefix {
-        len: offset,
-        kv: (0..n_layer)
-            .map(|l| {
-                let cut = |hook| corrupt_cache.per_head(hook).unwrap().narrow(1, 0, offset);
-                Some((cut(HookPoint::K(l)), cut(HookPoint::V(l))))
-            })
-            .collect(),
-    };
+    let prefix = cached_prefix(&corrupt_cache, n_layer, offset);
     let after = |hook: HookPoint| {
         corrupt_cache
             .stream(hook)
