@@ -47,6 +47,9 @@ export function serveDist() {
   return serve(join(ROOT, 'dist'), 0);
 }
 
+/** The first uncaught exception of each page that `open` opened. */
+const uncaught = new WeakMap();
+
 /**
  * Opens the page and collects everything that should never happen: uncaught exceptions, and
  * console errors from the page or its workers.
@@ -54,19 +57,40 @@ export function serveDist() {
 export async function open(context, url) {
   const page = await context.newPage();
   const problems = [];
-  page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
+  page.on('pageerror', (e) => {
+    problems.push(`uncaught: ${e.message}`);
+    if (!uncaught.has(page)) uncaught.set(page, e);
+  });
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker console: ${m.text()}`)));
   await page.goto(url);
   return { page, problems };
 }
 
-/** Waits until the page has a prediction (the default prompt runs after the model loads). */
+/**
+ * Waits until the page has a prediction (the default prompt runs after the model loads). An
+ * uncaught exception (a script that does not even parse, say) ends the wait at once, rather
+ * than after `timeout`.
+ */
 export async function waitForPrediction(page, timeout = 600_000) {
-  await page.waitForFunction(() => window.patchbay?.prediction || window.patchbay?.errors.length, null, {
-    timeout,
-    polling: 250,
+  const threw = (e) => new Error(`the page threw before its first prediction: ${e.message}`);
+  if (uncaught.has(page)) throw threw(uncaught.get(page));
+  let onError;
+  const crashed = new Promise((_, reject) => {
+    onError = (e) => reject(threw(e));
+    page.on('pageerror', onError);
   });
+  try {
+    await Promise.race([
+      page.waitForFunction(() => window.patchbay?.prediction || window.patchbay?.errors.length, null, {
+        timeout,
+        polling: 250,
+      }),
+      crashed,
+    ]);
+  } finally {
+    page.off('pageerror', onError);
+  }
   const state = await page.evaluate(() => window.patchbay);
   if (!state.prediction) throw new Error(`the page reported: ${state.errors.join(' | ')}`);
   return state;
