@@ -47,7 +47,7 @@ export function serveDist() {
   return serve(join(ROOT, 'dist'), 0);
 }
 
-/** The first uncaught exception of each page that `open` opened. */
+/** For each page that `open` opened, a promise rejected by its first uncaught exception. */
 const uncaught = new WeakMap();
 
 /**
@@ -57,9 +57,13 @@ const uncaught = new WeakMap();
 export async function open(context, url) {
   const page = await context.newPage();
   const problems = [];
+  let threw;
+  const crashed = new Promise((_, reject) => (threw = reject));
+  crashed.catch(() => {}); // a test that never waits on it reads `problems` instead
+  uncaught.set(page, crashed);
   page.on('pageerror', (e) => {
     problems.push(`uncaught: ${e.message}`);
-    if (!uncaught.has(page)) uncaught.set(page, e);
+    threw(new Error(`the page threw: ${e.message}`));
   });
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
   page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(`worker console: ${m.text()}`)));
@@ -73,24 +77,13 @@ export async function open(context, url) {
  * than after `timeout`.
  */
 export async function waitForPrediction(page, timeout = 600_000) {
-  const threw = (e) => new Error(`the page threw before its first prediction: ${e.message}`);
-  if (uncaught.has(page)) throw threw(uncaught.get(page));
-  let onError;
-  const crashed = new Promise((_, reject) => {
-    onError = (e) => reject(threw(e));
-    page.on('pageerror', onError);
-  });
-  try {
-    await Promise.race([
-      page.waitForFunction(() => window.patchbay?.prediction || window.patchbay?.errors.length, null, {
-        timeout,
-        polling: 250,
-      }),
-      crashed,
-    ]);
-  } finally {
-    page.off('pageerror', onError);
-  }
+  await Promise.race([
+    page.waitForFunction(() => window.patchbay?.prediction || window.patchbay?.errors.length, null, {
+      timeout,
+      polling: 250,
+    }),
+    uncaught.get(page) ?? new Promise(() => {}),
+  ]);
   const state = await page.evaluate(() => window.patchbay);
   if (!state.prediction) throw new Error(`the page reported: ${state.errors.join(' | ')}`);
   return state;
